@@ -1,0 +1,57 @@
+# The two commands a newcomer needs:
+#   make run    install into .venv and start the whole stack locally (embedded defaults)
+#   make test   install into .venv and run every check and test
+# Everything else is a step of those two, or a tool for maintainers.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck protos protos-check migrate bench breaking clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/run_local.py
+
+test: lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+protos: $(STAMP)
+	$(BIN)/buf format -w
+	$(PY) scripts/gen_protos.py
+
+protos-check: $(STAMP)
+	$(BIN)/buf lint
+	$(BIN)/buf format -d --exit-code
+	$(PY) scripts/gen_protos.py --check
+
+migrate: $(STAMP)
+	$(PY) -m credits_svc migrate
+	$(PY) -m payments_svc migrate
+	$(PY) -m subscriptions_svc migrate
+
+bench: $(STAMP)
+	$(PY) bench/credits_bench.py $(BENCH_ARGS)
+
+# Compares the protos with those of the previous commit on main (skipped when there is none).
+breaking: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" scripts/buf_breaking.sh
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

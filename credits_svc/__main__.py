@@ -1,0 +1,49 @@
+"""python -m credits_svc [serve | migrate | check-ledger]"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from credits_svc.bootstrap import MIGRATIONS, build
+from credits_svc.config import CreditsSettings
+from credits_svc.repository import LedgerRepository
+from svckit import cli
+from svckit.bootstrap import open_database
+from svckit.db import run_transaction
+
+
+def check_ledger(settings: CreditsSettings) -> int:
+    """Print the ledger check as JSON; exit status 1 when it fails."""
+    engine = open_database(settings, MIGRATIONS, "credits")
+    try:
+        report = run_transaction(engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "balanced": report.balanced,
+                "accounts_checked": report.accounts_checked,
+                "transfers_checked": report.transfers_checked,
+                "total_balance": report.total_balance,
+                "mismatches": [m.__dict__ for m in report.mismatches],
+                "unbalanced_transfer_ids": report.unbalanced_transfer_ids,
+                "negative_accounts": report.negative_accounts,
+            },
+            indent=2,
+        )
+    )
+    return 0 if report.balanced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(
+        cli.main(
+            name="credits",
+            settings_type=CreditsSettings,
+            build=build,
+            migrations=MIGRATIONS,
+            extra={"check-ledger": ("prove balances equal their entries and sum to zero", check_ledger)},
+        )
+    )

@@ -1,0 +1,38 @@
+"""Builds the Credits service from settings. Nothing is built at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from billing.credits.v1 import credits_pb2_grpc
+from credits_svc.config import CreditsSettings
+from credits_svc.grpc_server import SERVICE_NAME, CreditsServicer
+from credits_svc.models import idempotency_records
+from credits_svc.service import CreditsService
+from svckit.bootstrap import idempotency_purge, open_database
+from svckit.idempotency import IdempotencyStore
+from svckit.server import GrpcService, ServiceDefinition
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: CreditsSettings) -> GrpcService:
+    engine = open_database(settings, MIGRATIONS, "credits")
+    idempotency = IdempotencyStore(idempotency_records)
+    service = CreditsService(engine, idempotency)
+
+    def register(server: grpc.aio.Server) -> None:
+        credits_pb2_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(service), server)
+
+    return GrpcService(
+        settings,
+        ServiceDefinition(
+            name="credits",
+            service_names=[SERVICE_NAME],
+            register=register,
+            periodic=[idempotency_purge(idempotency, engine, settings)],
+            on_stop=engine.dispose,
+        ),
+    )

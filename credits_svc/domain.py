@@ -1,0 +1,335 @@
+"""The credit ledger's rules: accounts, transfers, and what may move where.
+
+Pure Python, no I/O. The persistence layer enforces the same invariants a second
+time (CHECK constraints, triggers, guarded updates), so that a bug here cannot
+corrupt the ledger; the rules here give callers precise errors.
+
+Invariants:
+- every transfer moves a positive whole number of credits between two distinct accounts;
+- a wallet never holds fewer than zero credits;
+- the sum of all balances is zero;
+- a business reference names at most one transfer;
+- a reversal never moves back more than is left of the transfer it reverses.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from svckit.actors import ID_PATTERN
+from svckit.errors import AlreadyExists, FailedPrecondition, NotFound, Reason, Violations
+
+MAX_AMOUNT = 1_000_000_000_000
+MAX_DESCRIPTION = 500
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+REFERENCE_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+TRANSFER_ID_PATTERN = re.compile(r"^tr_[0-9a-f]{32}$")
+WALLET_PREFIX = "user:"
+
+
+class TransferKind(enum.Enum):
+    GRANT = "grant"
+    SPEND = "spend"
+    REVERSAL = "reversal"
+
+
+class GrantSource(enum.Enum):
+    PURCHASE = "purchase"
+    SUBSCRIPTION = "subscription"
+    PROMOTION = "promotion"
+    ADJUSTMENT = "adjustment"
+
+
+class ShortfallPolicy(enum.Enum):
+    REJECT = "reject"
+    REVERSE_AVAILABLE = "reverse_available"
+
+
+class SystemAccount(enum.StrEnum):
+    """The ledger's own accounts; their balances are the negation of what left or entered wallets."""
+
+    PURCHASE = "system:purchase"
+    SUBSCRIPTION = "system:subscription"
+    PROMOTION = "system:promotion"
+    ADJUSTMENT = "system:adjustment"
+    SPEND = "system:spend"
+
+
+GRANT_ACCOUNTS: dict[GrantSource, SystemAccount] = {
+    GrantSource.PURCHASE: SystemAccount.PURCHASE,
+    GrantSource.SUBSCRIPTION: SystemAccount.SUBSCRIPTION,
+    GrantSource.PROMOTION: SystemAccount.PROMOTION,
+    GrantSource.ADJUSTMENT: SystemAccount.ADJUSTMENT,
+}
+
+
+def wallet_account(user_id: str) -> str:
+    return WALLET_PREFIX + user_id
+
+
+def is_wallet(account: str) -> bool:
+    return account.startswith(WALLET_PREFIX)
+
+
+# --- errors: each names the rule that broke -------------------------------------------
+
+
+class InsufficientCredits(FailedPrecondition):
+    reason = Reason.INSUFFICIENT_CREDITS
+
+    def __init__(self, user_id: str, needed: int) -> None:
+        super().__init__(
+            f"wallet of {user_id} holds fewer than {needed} credits",
+            metadata={"user_id": user_id, "needed": str(needed)},
+        )
+
+
+class DuplicateReference(AlreadyExists):
+    reason = Reason.DUPLICATE_REFERENCE
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"a transfer with reference {reference!r} already exists", metadata={"reference": reference})
+
+
+class TransferNotFound(NotFound):
+    def __init__(self, lookup: str) -> None:
+        super().__init__(f"no transfer {lookup}", metadata={"transfer": lookup})
+
+
+class NotReversible(FailedPrecondition):
+    reason = Reason.NOT_REVERSIBLE
+
+
+class ReversalExceedsRemaining(FailedPrecondition):
+    reason = Reason.REVERSAL_EXCEEDS_REMAINING
+
+    def __init__(self, requested: int, remaining: int) -> None:
+        super().__init__(
+            f"asked to reverse {requested} credits but only {remaining} are left to reverse",
+            metadata={"requested": str(requested), "remaining": str(remaining)},
+        )
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def _check_user_id(v: Violations, user_id: str) -> None:
+    if not ID_PATTERN.match(user_id):
+        v.add("user_id", "required: 1 to 128 characters, letters, digits and _-.:@")
+
+
+def _check_amount(v: Violations, amount: int, field: str = "amount") -> None:
+    if not 1 <= amount <= MAX_AMOUNT:
+        v.add(field, f"must be between 1 and {MAX_AMOUNT:,}")
+
+
+def _check_reference(v: Violations, reference: str) -> None:
+    if not REFERENCE_PATTERN.match(reference):
+        v.add("reference", "required: 1 to 255 printable ASCII characters")
+
+
+def _check_text(v: Violations, field: str, text: str) -> None:
+    if len(text) > MAX_DESCRIPTION:
+        v.add(field, f"at most {MAX_DESCRIPTION} characters")
+
+
+def check_user_id(user_id: str) -> None:
+    v = Violations()
+    _check_user_id(v, user_id)
+    v.raise_if_any()
+
+
+@dataclass(frozen=True)
+class GrantCredits:
+    user_id: str
+    amount: int
+    source: GrantSource | None
+    reference: str
+    description: str = ""
+
+    def validate(self) -> None:
+        v = Violations()
+        _check_user_id(v, self.user_id)
+        _check_amount(v, self.amount)
+        if self.source is None:
+            v.add("source", "required: purchase, subscription, promotion or adjustment")
+        _check_reference(v, self.reference)
+        _check_text(v, "description", self.description)
+        v.raise_if_any()
+
+
+@dataclass(frozen=True)
+class SpendCredits:
+    user_id: str
+    amount: int
+    reference: str
+    description: str = ""
+
+    def validate(self) -> None:
+        v = Violations()
+        _check_user_id(v, self.user_id)
+        _check_amount(v, self.amount)
+        _check_reference(v, self.reference)
+        _check_text(v, "description", self.description)
+        v.raise_if_any()
+
+
+@dataclass(frozen=True)
+class ReverseTransfer:
+    transfer_id: str
+    amount: int | None  # None: all that is left
+    reference: str
+    reason: str = ""
+    policy: ShortfallPolicy = ShortfallPolicy.REJECT
+
+    def validate(self) -> None:
+        v = Violations()
+        if not TRANSFER_ID_PATTERN.match(self.transfer_id):
+            v.add("transfer_id", "required: a transfer id (tr_ and 32 hex digits)")
+        if self.amount is not None:
+            _check_amount(v, self.amount)
+        _check_reference(v, self.reference)
+        _check_text(v, "reason", self.reason)
+        v.raise_if_any()
+
+
+# --- entities ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    kind: TransferKind
+    amount: int
+    user_id: str
+    from_account: str
+    to_account: str
+    reference: str
+    description: str
+    actor: str
+    created_at: datetime
+    source: GrantSource | None = None
+    reverses_transfer_id: str | None = None
+    reversed_amount: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """Credits of this transfer not yet moved back."""
+        return self.amount - self.reversed_amount
+
+    @property
+    def wallet_is_debited_on_reversal(self) -> bool:
+        """Reversing a grant takes credits out of the wallet; reversing a spend puts them back."""
+        return is_wallet(self.to_account)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    transfer_id: str
+    kind: TransferKind
+    amount: int
+    balance_after: int
+    reference: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Balance:
+    user_id: str
+    balance: int
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    transfer: Transfer
+    balance: int
+
+
+@dataclass(frozen=True)
+class ReversalPlan:
+    amount: int
+    shortfall: int
+
+
+@dataclass(frozen=True)
+class ReversalResult:
+    transfer: Transfer | None
+    balance: int
+    shortfall: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class EntriesPage:
+    entries: list[LedgerEntry]
+    next_before_id: int | None
+
+
+@dataclass(frozen=True)
+class AccountMismatch:
+    account: str
+    stored_balance: int
+    entries_sum: int
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    accounts_checked: int
+    transfers_checked: int
+    total_balance: int
+    mismatches: list[AccountMismatch]
+    unbalanced_transfer_ids: list[str]
+    negative_accounts: list[str]
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.total_balance == 0
+            and not self.mismatches
+            and not self.unbalanced_transfer_ids
+            and not self.negative_accounts
+        )
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+def plan_reversal(
+    original: Transfer,
+    requested: int | None,
+    wallet_balance: int | None,
+    policy: ShortfallPolicy,
+) -> ReversalPlan:
+    """How much of `original` to move back.
+
+    `wallet_balance` is the balance of the wallet the reversal takes credits from,
+    or None when it puts credits back into a wallet (reversing a spend).
+    """
+    if original.kind is TransferKind.REVERSAL:
+        raise NotReversible(f"transfer {original.id} is a reversal; grant or spend again instead")
+    remaining = original.remaining
+    if requested is None and remaining == 0:
+        raise NotReversible(f"transfer {original.id} has been reversed in full")
+    wanted = remaining if requested is None else requested
+    if wanted > remaining:
+        raise ReversalExceedsRemaining(wanted, remaining)
+    if wallet_balance is None or wallet_balance >= wanted:
+        return ReversalPlan(amount=wanted, shortfall=0)
+    if policy is ShortfallPolicy.REJECT:
+        raise InsufficientCredits(original.user_id, wanted)
+    return ReversalPlan(amount=wallet_balance, shortfall=wanted - wallet_balance)
+
+
+def clamp_page_size(page_size: int) -> int:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        v = Violations()
+        v.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+        v.raise_if_any()
+    return page_size or DEFAULT_PAGE_SIZE

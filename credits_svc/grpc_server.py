@@ -1,0 +1,178 @@
+"""billing.credits.v1.CreditsService over gRPC: proto in, use case, proto out. No rules, no SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from billing.credits.v1 import credits_pb2 as pb
+from billing.credits.v1 import credits_pb2_grpc
+from credits_svc import domain
+from credits_svc.service import CreditsService
+from svckit.pagination import decode_int_position, encode_page_token
+from svckit.server import current_call, in_thread
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CreditsService"].full_name
+
+KIND_TO_PB = {
+    domain.TransferKind.GRANT: pb.TRANSFER_KIND_GRANT,
+    domain.TransferKind.SPEND: pb.TRANSFER_KIND_SPEND,
+    domain.TransferKind.REVERSAL: pb.TRANSFER_KIND_REVERSAL,
+}
+SOURCE_TO_PB = {
+    domain.GrantSource.PURCHASE: pb.GRANT_SOURCE_PURCHASE,
+    domain.GrantSource.SUBSCRIPTION: pb.GRANT_SOURCE_SUBSCRIPTION,
+    domain.GrantSource.PROMOTION: pb.GRANT_SOURCE_PROMOTION,
+    domain.GrantSource.ADJUSTMENT: pb.GRANT_SOURCE_ADJUSTMENT,
+}
+SOURCE_FROM_PB = {value: key for key, value in SOURCE_TO_PB.items()}
+POLICY_FROM_PB = {
+    pb.SHORTFALL_POLICY_UNSPECIFIED: domain.ShortfallPolicy.REJECT,
+    pb.SHORTFALL_POLICY_REJECT: domain.ShortfallPolicy.REJECT,
+    pb.SHORTFALL_POLICY_REVERSE_AVAILABLE: domain.ShortfallPolicy.REVERSE_AVAILABLE,
+}
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def transfer_to_pb(t: domain.Transfer) -> pb.Transfer:
+    return pb.Transfer(
+        id=t.id,
+        kind=KIND_TO_PB[t.kind],
+        amount=t.amount,
+        user_id=t.user_id,
+        from_account=t.from_account,
+        to_account=t.to_account,
+        source=SOURCE_TO_PB[t.source] if t.source else pb.GRANT_SOURCE_UNSPECIFIED,
+        reference=t.reference,
+        description=t.description,
+        reverses_transfer_id=t.reverses_transfer_id or "",
+        reversed_amount=t.reversed_amount,
+        actor=t.actor,
+        create_time=_timestamp(t.created_at),
+    )
+
+
+def entry_to_pb(e: domain.LedgerEntry) -> pb.LedgerEntry:
+    return pb.LedgerEntry(
+        id=e.id,
+        transfer_id=e.transfer_id,
+        kind=KIND_TO_PB[e.kind],
+        amount=e.amount,
+        balance_after=e.balance_after,
+        reference=e.reference,
+        description=e.description,
+        create_time=_timestamp(e.created_at),
+    )
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
+    def __init__(self, service: CreditsService) -> None:
+        self.service = service
+
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Any) -> pb.GetBalanceResponse:
+        balance = await in_thread(self.service.get_balance, current_call().actor, request.user_id)
+        response = pb.GetBalanceResponse(user_id=balance.user_id, balance=balance.balance)
+        if balance.updated_at is not None:
+            response.update_time.CopyFrom(_timestamp(balance.updated_at))
+        return response
+
+    async def ListEntries(self, request: pb.ListEntriesRequest, context: Any) -> pb.ListEntriesResponse:
+        before_id = decode_int_position(request.page_token, "before")
+        page = await in_thread(
+            self.service.list_entries, current_call().actor, request.user_id, request.page_size, before_id
+        )
+        return pb.ListEntriesResponse(
+            entries=[entry_to_pb(e) for e in page.entries],
+            next_page_token=encode_page_token({"before": page.next_before_id}) if page.next_before_id else "",
+        )
+
+    async def GetTransfer(self, request: pb.GetTransferRequest, context: Any) -> pb.GetTransferResponse:
+        transfer = await in_thread(
+            self.service.get_transfer,
+            current_call().actor,
+            transfer_id=request.transfer_id,
+            reference=request.reference,
+        )
+        return pb.GetTransferResponse(transfer=transfer_to_pb(transfer))
+
+    async def Grant(self, request: pb.GrantRequest, context: Any) -> pb.GrantResponse:
+        call = current_call()
+        cmd = domain.GrantCredits(
+            user_id=request.user_id,
+            amount=request.amount,
+            source=SOURCE_FROM_PB.get(request.source),
+            reference=request.reference,
+            description=request.description,
+        )
+
+        def encode(result: domain.TransferResult) -> bytes:
+            return _serialize(pb.GrantResponse(transfer=transfer_to_pb(result.transfer), balance=result.balance))
+
+        outcome = await in_thread(self.service.grant, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.GrantResponse.FromString(outcome.response)
+
+    async def Spend(self, request: pb.SpendRequest, context: Any) -> pb.SpendResponse:
+        call = current_call()
+        cmd = domain.SpendCredits(
+            user_id=request.user_id,
+            amount=request.amount,
+            reference=request.reference,
+            description=request.description,
+        )
+
+        def encode(result: domain.TransferResult) -> bytes:
+            return _serialize(pb.SpendResponse(transfer=transfer_to_pb(result.transfer), balance=result.balance))
+
+        outcome = await in_thread(self.service.spend, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.SpendResponse.FromString(outcome.response)
+
+    async def Reverse(self, request: pb.ReverseRequest, context: Any) -> pb.ReverseResponse:
+        call = current_call()
+        cmd = domain.ReverseTransfer(
+            transfer_id=request.transfer_id,
+            amount=request.amount if request.HasField("amount") else None,
+            reference=request.reference,
+            reason=request.reason,
+            policy=POLICY_FROM_PB.get(request.shortfall_policy, domain.ShortfallPolicy.REJECT),
+        )
+
+        def encode(result: domain.ReversalResult) -> bytes:
+            response = pb.ReverseResponse(
+                balance=result.balance, shortfall=result.shortfall, remaining=result.remaining
+            )
+            if result.transfer is not None:
+                response.transfer.CopyFrom(transfer_to_pb(result.transfer))
+            return _serialize(response)
+
+        outcome = await in_thread(self.service.reverse, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.ReverseResponse.FromString(outcome.response)
+
+    async def CheckLedger(self, request: pb.CheckLedgerRequest, context: Any) -> pb.CheckLedgerResponse:
+        report = await in_thread(self.service.check_ledger, current_call().actor)
+        return pb.CheckLedgerResponse(
+            balanced=report.balanced,
+            accounts_checked=report.accounts_checked,
+            transfers_checked=report.transfers_checked,
+            total_balance=report.total_balance,
+            mismatches=[
+                pb.AccountMismatch(account=m.account, stored_balance=m.stored_balance, entries_sum=m.entries_sum)
+                for m in report.mismatches
+            ],
+            unbalanced_transfer_ids=report.unbalanced_transfer_ids,
+            negative_accounts=report.negative_accounts,
+        )

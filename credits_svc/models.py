@@ -1,0 +1,112 @@
+"""The Credits database: accounts, transfers, ledger entries, idempotency records.
+
+The schema enforces the ledger's invariants on its own, whatever the code does:
+- a wallet's balance is never below zero (CHECK);
+- system accounts keep no stored balance: theirs is the sum of their entries, so
+  no system account becomes a row every transfer must lock;
+- a transfer moves a positive amount between two distinct accounts, and its
+  reference is unique;
+- a reversal never exceeds what was transferred (CHECK on reversed_amount);
+- ledger entries can be neither updated nor deleted (triggers, in the migration).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from svckit.db import NAMING_CONVENTION, UtcDateTime
+from svckit.idempotency import idempotency_table
+
+# SQLite makes only INTEGER PRIMARY KEY an auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    # "user:<user id>" for wallets, "system:<name>" for the ledger's own accounts.
+    code: Mapped[str] = mapped_column(String(140), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    balance: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('wallet', 'system')", name="kind"),
+        CheckConstraint(
+            "(kind = 'wallet' AND balance IS NOT NULL AND balance >= 0) OR (kind = 'system' AND balance IS NULL)",
+            name="balance",
+        ),
+    )
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+
+    id: Mapped[str] = mapped_column(String(35), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[str] = mapped_column(String(128))
+    from_account: Mapped[str] = mapped_column(ForeignKey("accounts.code"))
+    to_account: Mapped[str] = mapped_column(ForeignKey("accounts.code"))
+    source: Mapped[str | None] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(String(500))
+    reverses_transfer_id: Mapped[str | None] = mapped_column(ForeignKey("transfers.id"), index=True)
+    reversed_amount: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(140))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('grant', 'spend', 'reversal')", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("from_account <> to_account", name="distinct_accounts"),
+        CheckConstraint("reversed_amount >= 0 AND reversed_amount <= amount", name="reversed_within_amount"),
+        CheckConstraint("(kind = 'reversal') = (reverses_transfer_id IS NOT NULL)", name="reversal_has_original"),
+        Index(None, "user_id", "created_at"),
+    )
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"))
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.code"))
+    # Signed: positive into the account, negative out of it.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # The wallet's balance right after this entry; NULL for system accounts.
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        CheckConstraint("balance_after IS NULL OR balance_after >= 0", name="balance_after_not_negative"),
+        UniqueConstraint("transfer_id", "account"),
+        Index(None, "account", "id"),
+    )
+
+
+metadata = Base.metadata
+idempotency_records = idempotency_table(metadata)
+accounts = cast(Table, Account.__table__)
+transfers = cast(Table, Transfer.__table__)
+ledger_entries = cast(Table, LedgerEntry.__table__)

@@ -1,0 +1,47 @@
+"""`create_app(settings)`: the Starlette application, wired; nothing is built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from gateway.auth import TokenVerifier
+from gateway.config import GatewaySettings
+from gateway.grpc_clients import Backends
+from gateway.middleware import RequestContextMiddleware
+from gateway.openapi import Operation, openapi_operation
+from gateway.problems import Problem, handle_http_exception, handle_problem
+from gateway.routes import admin, credits, health
+
+
+def api_operations(backends: Backends, verifier: TokenVerifier, settings: GatewaySettings) -> list[Operation]:
+    operations = [
+        *health.operations(backends),
+        *credits.operations(backends, verifier),
+        *admin.operations(backends, verifier, settings.max_body_bytes),
+    ]
+    return [*operations, openapi_operation(operations)]
+
+
+def create_app(settings: GatewaySettings) -> Starlette:
+    backends = Backends(settings)
+    verifier = TokenVerifier.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backends.open()
+        try:
+            yield
+        finally:
+            await backends.close()
+
+    return Starlette(
+        routes=[op.route() for op in api_operations(backends, verifier, settings)],
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers={Problem: handle_problem, HTTPException: handle_http_exception},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,6 @@
+from alembic import context
+
+from subscriptions_svc.models import metadata
+from svckit.migrations import run_env
+
+run_env(context, metadata)

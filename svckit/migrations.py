@@ -1,0 +1,82 @@
+"""Alembic, driven from code: each service keeps its own migrations folder.
+
+`upgrade(url, folder)` applies them (the `migrate` command of every service, and
+the local run); `pending(engine, folder)` tells a starting server whether its
+schema is behind; `run_env` is the body of each service's `env.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, MetaData, text
+
+from svckit.db import UtcDateTime, make_engine
+
+# Taken for the length of a migration run so two migrators never interleave.
+ADVISORY_LOCK_ID = 0x62696C6C  # "bill"
+
+
+def alembic_config(database_url: str, migrations_dir: Path) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str, migrations_dir: Path, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url, migrations_dir), revision)
+
+
+def pending(engine: Engine, migrations_dir: Path) -> tuple[str | None, str | None]:
+    """(current revision, head revision); equal when the schema is up to date."""
+    head = ScriptDirectory(str(migrations_dir)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+def run_env(context: Any, target_metadata: MetaData) -> None:
+    """Run migrations online against the configured database."""
+    url = context.config.attributes.get("database_url") or context.config.get_main_option("sqlalchemy.url")
+    engine = make_engine(url, pool_size=1, application_name="billing-migrate")
+    try:
+        with engine.connect() as conn:
+            context.configure(
+                connection=conn,
+                target_metadata=target_metadata,
+                render_as_batch=conn.dialect.name == "sqlite",
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+def create_idempotency_records_v1(op: Any) -> None:
+    """The idempotency record table as first created; every service's first migration calls this.
+
+    Frozen: a later change to the table is a new migration, never an edit here.
+    """
+    op.create_table(
+        "idempotency_records",
+        sa.Column("caller", sa.String(64), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("method", sa.String(128), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("response", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("completed_at", UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("caller", "key", name="pk_idempotency_records"),
+    )
+    op.create_index("ix_idempotency_records_created_at", "idempotency_records", ["created_at"])

@@ -1,0 +1,36 @@
+"""Opaque page tokens: what a list call needs to resume, base64-encoded, validated on the way back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from svckit.errors import FieldViolation, InvalidArgument
+
+
+def encode_page_token(position: dict[str, Any]) -> str:
+    raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, *, field: str = "page_token") -> dict[str, Any]:
+    if not token:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        position = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        position = None
+    if isinstance(position, dict):
+        return position
+    raise InvalidArgument.from_violations([FieldViolation(field, "not a page token this service issued")])
+
+
+def decode_int_position(token: str, key: str, *, field: str = "page_token") -> int | None:
+    """The integer `key` of a page token, or None for the first page."""
+    value = decode_page_token(token, field=field).get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise InvalidArgument.from_violations([FieldViolation(field, "not a page token this service issued")])

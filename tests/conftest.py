@@ -1,0 +1,92 @@
+"""Test-wide set-up: find PostgreSQL (loudly), and give tests real databases and real servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import (
+    ADMIN_URL,
+    REQUIRE_POSTGRES,
+    postgres_database,
+    postgres_problem,
+    sqlite_database,
+)
+from tests.support.processes import ServiceProcess, credits_process
+
+BANNER = "!" * 100
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = postgres_problem()
+    if problem and REQUIRE_POSTGRES:
+        pytest.exit(
+            f"BILLING_REQUIRE_POSTGRES=1 but PostgreSQL cannot be reached at {ADMIN_URL}: {problem}", returncode=3
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    problem = postgres_problem()
+    if problem is None:
+        return f"PostgreSQL: reachable at {ADMIN_URL}"
+    return (
+        f"{BANNER}\nPostgreSQL: NOT REACHABLE at {ADMIN_URL} ({problem}); tests marked postgres are SKIPPED\n{BANNER}"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problem = postgres_problem()
+    if problem is None:
+        return
+    skip = pytest.mark.skip(reason=f"PostgreSQL not reachable at {ADMIN_URL}: {problem}")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = postgres_problem()
+    if problem is not None:
+        terminalreporter.write_line(BANNER, red=True, bold=True)
+        terminalreporter.write_line(
+            f"PostgreSQL was NOT reachable at {ADMIN_URL}: every test marked postgres was SKIPPED. "
+            "Start PostgreSQL or set BILLING_TEST_POSTGRES_URL; CI sets BILLING_REQUIRE_POSTGRES=1.",
+            red=True,
+            bold=True,
+        )
+        terminalreporter.write_line(BANNER, red=True, bold=True)
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (SQLAlchemy URL)."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield sqlite_database(tmp_path)
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def credits_server_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One Credits server on its own PostgreSQL database for the session; tests use fresh user ids."""
+    if postgres_problem() is not None:
+        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}")
+    with postgres_database("billing_credits") as url:
+        server = credits_process(url, tmp_path_factory.mktemp("credits"))
+        server.migrate()
+        server.start()
+        try:
+            yield server
+        finally:
+            status = server.terminate()
+            assert status == 0, f"credits server exited with {status}:\n{server.logs()}"
