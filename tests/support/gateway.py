@@ -3,78 +3,37 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gateway.dev_tokens import mint_token
 from svckit import devdefaults
+from tests.support.processes import ManagedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 
 
-class GatewayProcess:
+class GatewayProcess(ManagedProcess):
     """One gateway, listening on an ephemeral port once `start()` returns."""
 
     def __init__(self, workdir: Path, **settings: str) -> None:
-        self.ready_file = workdir / f"gateway-{os.getpid()}-{time.monotonic_ns()}.ready"
-        self.log_path = self.ready_file.with_suffix(".log")
-        self.env = {
-            "GATEWAY_ENVIRONMENT": "test",
-            "GATEWAY_PORT": "0",
-            "GATEWAY_READY_FILE": str(self.ready_file),
-            "GATEWAY_LOG_FORMAT": "json",
-            **{f"GATEWAY_{key.upper()}": value for key, value in settings.items()},
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        super().__init__("gateway", workdir, {})
+        self.env.update(
+            {
+                "GATEWAY_ENVIRONMENT": "test",
+                "GATEWAY_PORT": "0",
+                "GATEWAY_READY_FILE": str(self.ready_file),
+                "GATEWAY_LOG_FORMAT": "json",
+                **{f"GATEWAY_{key.upper()}": value for key, value in settings.items()},
+            }
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GatewayProcess:
-        self.ready_file.unlink(missing_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve"],
-                env={**os.environ, **self.env},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self.ready_file.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.logs()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"gateway did not start within {STARTUP_TIMEOUT}s:\n{self.logs()}")
-            time.sleep(0.05)
-        self.port = int(json.loads(self.ready_file.read_text())["port"])
-        return self
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; the exit status."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_records(self) -> list[dict[str, object]]:
         """The JSON log lines written so far (complete lines only: the process may be writing the next)."""

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from svckit import devdefaults
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
@@ -28,46 +27,29 @@ def run_module(module: str, *args: str, env: dict[str, str]) -> subprocess.Compl
     )
 
 
-class ServiceProcess:
-    """One service, migrated and serving on an ephemeral port."""
+class ManagedProcess:
+    """`python -m <module> serve` with its own environment, announcing its port through a ready file."""
 
-    def __init__(self, module: str, prefix: str, database_url: str, workdir: Path, **settings: str) -> None:
+    def __init__(self, module: str, workdir: Path, env: dict[str, str]) -> None:
         self.module = module
-        self.workdir = workdir
         self.ready_file = workdir / f"{module}-{os.getpid()}-{time.monotonic_ns()}.ready"
         self.log_path = self.ready_file.with_suffix(".log")
-        self.env = {
-            f"{prefix}DATABASE_URL": database_url,
-            f"{prefix}GRPC_PORT": "0",
-            f"{prefix}READY_FILE": str(self.ready_file),
-            f"{prefix}LOG_FORMAT": "text",
-            **{f"{prefix}{key.upper()}": value for key, value in settings.items()},
-        }
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self._terminated = False
         self.port = 0
 
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def migrate(self) -> None:
-        done = run_module(self.module, "migrate", env=self.env)
-        if done.returncode != 0:
-            raise RuntimeError(f"{self.module} migrate failed:\n{done.stderr}")
-
-    def start(self) -> ServiceProcess:
+    def start(self) -> Self:
         self.ready_file.unlink(missing_ok=True)
         self._terminated = False
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "serve"],
-            env={**os.environ, **self.env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, "serve"],
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not self.ready_file.exists():
             if self.process.poll() is not None:
@@ -102,9 +84,30 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+class ServiceProcess(ManagedProcess):
+    """One gRPC service, migrated and serving on an ephemeral port."""
+
+    def __init__(self, module: str, prefix: str, database_url: str, workdir: Path, **settings: str) -> None:
+        super().__init__(module, workdir, {})
+        self.env.update(
+            {
+                f"{prefix}DATABASE_URL": database_url,
+                f"{prefix}GRPC_PORT": "0",
+                f"{prefix}READY_FILE": str(self.ready_file),
+                f"{prefix}LOG_FORMAT": "text",
+                **{f"{prefix}{key.upper()}": value for key, value in settings.items()},
+            }
+        )
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def migrate(self) -> None:
+        done = run_module(self.module, "migrate", env=self.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.module} migrate failed:\n{done.stderr}")
+
+
 def credits_process(database_url: str, workdir: Path, **settings: str) -> ServiceProcess:
     return ServiceProcess("credits_svc", "CREDITS_", database_url, workdir, **settings)
-
-
-GATEWAY_TOKEN = devdefaults.GATEWAY_TOKEN
-OPS_TOKEN = devdefaults.OPS_TOKEN
