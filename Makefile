@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck protos protos-check migrate bench breaking clean
+.PHONY: run test install lint typecheck protos protos-check migrate bench bench-webhooks breaking clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ migrate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/credits_bench.py $(BENCH_ARGS)
+
+bench-webhooks: $(STAMP)
+	$(PY) bench/webhook_bench.py $(BENCH_ARGS)
 
 # Compares the protos with those of the previous commit on main (skipped when there is none).
 breaking: $(STAMP)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
-import socket
 import sys
-from collections.abc import Generator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import uvicorn
 from pydantic import ValidationError
@@ -25,40 +21,12 @@ from gateway.app import create_app
 from gateway.config import GatewaySettings
 from gateway.dev_tokens import demo_tokens
 from svckit import logs
-from svckit.ready_file import write_ready_file
+from svckit.http_server import ReadyServer
 from svckit.settings import describe_errors
 
 log = logging.getLogger("gateway")
 GRACEFUL_SHUTDOWN_SECONDS = 10
 ENV_PREFIX = "GATEWAY_"
-
-
-class GatewayServer(uvicorn.Server):
-    """uvicorn, announcing its port once listening, and exiting 0 after a signal-driven drain."""
-
-    def __init__(self, config: uvicorn.Config, ready_file: Path | None) -> None:
-        super().__init__(config)
-        self.ready_file = ready_file
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.started:
-            return
-        port = self.servers[0].sockets[0].getsockname()[1]
-        log.info("listening", extra={"address": f"{self.config.host}:{port}"})
-        if self.ready_file is not None:
-            write_ready_file(self.ready_file, port)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # uvicorn re-raises the signal after draining, which would end the process with
-        # "killed by SIGTERM"; a completed drain is a clean exit here.
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def serve(settings: GatewaySettings) -> int:
@@ -67,12 +35,15 @@ def serve(settings: GatewaySettings) -> int:
         host=settings.host,
         port=settings.port,
         lifespan="on",
+        # httptools parses HTTP in C; the loop stays asyncio's, which grpc.aio's channels run on.
+        http="httptools",
+        loop="asyncio",
         log_config=None,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    asyncio.run(GatewayServer(config, settings.ready_file).serve())
+    asyncio.run(ReadyServer(config, settings.ready_file).serve())
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -57,6 +58,22 @@ class GatewaySettings(BaseSettings):
     # Largest request body accepted; larger ones answer 413.
     max_body_bytes: int = Field(default=65536, ge=1, le=16 * 1024 * 1024)
 
+    # Where checkout may send the customer back to: success and cancel URLs must start with one of these.
+    allowed_redirect_origins: list[str] = Field(
+        default_factory=lambda: [
+            f"http://127.0.0.1:{devdefaults.GATEWAY_PORT}",
+            f"http://localhost:{devdefaults.GATEWAY_PORT}",
+        ]
+    )
+    # Stripe webhook signing secrets (whsec_...): several during a rotation, as a JSON list.
+    stripe_webhook_secrets: list[SecretStr] = Field(
+        default_factory=lambda: [SecretStr(devdefaults.STRIPE_WEBHOOK_SECRET)], min_length=1
+    )
+    # How old a signed webhook may be, in seconds (Stripe's default is 300).
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    # Largest webhook body accepted; Stripe's events are far smaller.
+    max_webhook_bytes: int = Field(default=512 * 1024, ge=1024, le=16 * 1024 * 1024)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -67,6 +84,23 @@ class GatewaySettings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:50051")
         return target
+
+    @field_validator("allowed_redirect_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
+        return [origin.rstrip("/") for origin in origins]
+
+    @field_validator("stripe_webhook_secrets")
+    @classmethod
+    def _webhook_secrets(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for secret in secrets:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("each Stripe webhook secret starts with whsec_")
+        return secrets
 
     @field_validator("service_token")
     @classmethod
@@ -98,6 +132,8 @@ class GatewaySettings(BaseSettings):
         secrets = {"GATEWAY_SERVICE_TOKEN": self.service_token.get_secret_value()}
         if self.jwt_algorithm == "HS256" and self.jwt_secret is not None:
             secrets["GATEWAY_JWT_SECRET"] = self.jwt_secret.get_secret_value()
+        for n, webhook_secret in enumerate(self.stripe_webhook_secrets):
+            secrets[f"GATEWAY_STRIPE_WEBHOOK_SECRETS[{n}]"] = webhook_secret.get_secret_value()
         for name, value in secrets.items():
             if value in devdefaults.PUBLIC_VALUES:
                 raise ValueError(f"{name} is a public development default; production needs its own")

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
-from billing.payments.v1 import payments_pb2
+from billing.payments.v1 import payments_pb2, payments_pb2_grpc
 from billing.subscriptions.v1 import subscriptions_pb2
 from gateway.config import GatewaySettings
 from gateway.problems import problem_from_rpc
@@ -122,15 +122,17 @@ class Backends:
         self.deadline = settings.grpc_deadline_seconds
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._credits: credits_pb2_grpc.CreditsServiceAsyncStub | None = None
+        self._payments: payments_pb2_grpc.PaymentsServiceAsyncStub | None = None
 
     async def open(self) -> None:
         """Create the channels; they connect on first use and reconnect on their own."""
         for name, target in self.targets.items():
             self._channels[name] = grpc.aio.insecure_channel(target, options=channel_options(SERVICE_NAMES[name]))
         self._credits = credits_pb2_grpc.CreditsServiceStub(self._channels["credits"])
+        self._payments = payments_pb2_grpc.PaymentsServiceStub(self._channels["payments"])
 
     async def close(self) -> None:
-        channels, self._channels, self._credits = list(self._channels.values()), {}, None
+        channels, self._channels, self._credits, self._payments = list(self._channels.values()), {}, None, None
         await asyncio.gather(*(channel.close(grace=None) for channel in channels))
 
     def _channel(self, name: str) -> grpc.aio.Channel:
@@ -144,6 +146,12 @@ class Backends:
         if self._credits is None:
             raise NotOpen
         return self._credits
+
+    @property
+    def payments(self) -> payments_pb2_grpc.PaymentsServiceAsyncStub:
+        if self._payments is None:
+            raise NotOpen
+        return self._payments
 
     def metadata(self, caller: Caller) -> tuple[tuple[str, str], ...]:
         pairs = [

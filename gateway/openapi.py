@@ -10,6 +10,7 @@ route is documented, and the documented shapes are the validated ones.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -133,6 +134,13 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 255}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
 def _header_parameters(op: Operation) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = [
         {
@@ -179,7 +187,11 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
             "operationId": op.operation_id,
             "summary": op.summary,
             "tags": list(op.tags),
-            "parameters": [*(_query_parameters(op.query) if op.query else []), *_header_parameters(op)],
+            "parameters": [
+                *_path_parameters(op.path),
+                *(_query_parameters(op.query) if op.query else []),
+                *_header_parameters(op),
+            ],
             "responses": _responses(op, refs),
             "security": [{BEARER: []}] if op.authenticated else [],
         }

@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     INVALID_JSON = "INVALID_JSON"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
     IDEMPOTENCY_KEY_REQUIRED = "IDEMPOTENCY_KEY_REQUIRED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_KEY_IN_FLIGHT = "IDEMPOTENCY_KEY_IN_FLIGHT"
@@ -68,6 +69,7 @@ class Reason(enum.StrEnum):
 TITLES: Mapping[str, str] = {
     Reason.INVALID_ARGUMENT: "The request is invalid",
     Reason.INVALID_JSON: "The request body is not valid JSON",
+    Reason.INVALID_SIGNATURE: "The webhook signature is missing, wrong or too old",
     Reason.IDEMPOTENCY_KEY_REQUIRED: "An Idempotency-Key header is required",
     Reason.IDEMPOTENCY_KEY_REUSED: "The Idempotency-Key was already used with another request",
     Reason.IDEMPOTENCY_KEY_IN_FLIGHT: "A request with this Idempotency-Key is still in progress",

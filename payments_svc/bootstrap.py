@@ -2,27 +2,85 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
 from billing.payments.v1 import payments_pb2_grpc
+from payments_svc.catalog import load_catalog
 from payments_svc.config import PaymentsSettings
-from payments_svc.grpc_server import SERVICE_NAME, payments_servicer
-from payments_svc.models import idempotency_records
+from payments_svc.credits_relay import CreditsRelay, CreditsTarget
+from payments_svc.grpc_server import SERVICE_NAME, PaymentsServicer
+from payments_svc.models import idempotency_records, outbox_messages, stripe_events
+from payments_svc.service import PaymentsService
+from payments_svc.stripe_provider import StripePaymentProvider, StripeSettings
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
+from svckit.inbox import Inbox
+from svckit.outbox import Outbox, OutboxRelay, RelaySettings
 from svckit.server import GrpcService, ServiceDefinition
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def fault_injector(point_to_fail: str):  # type: ignore[no-untyped-def]
+    """SIGKILL this process when the named point is reached (tests only; settings refuse it elsewhere)."""
+
+    def reach(point: str) -> None:
+        if point_to_fail and point == point_to_fail.removeprefix("crash-"):
+            log.warning("fault injection: killing the process at %s", point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return reach
 
 
 def build(settings: PaymentsSettings) -> GrpcService:
+    catalog = load_catalog(settings.catalog_file)
     engine = open_database(settings, MIGRATIONS, "payments")
     idempotency = IdempotencyStore(idempotency_records)
+    outbox = Outbox(outbox_messages)
+    provider = StripePaymentProvider(
+        StripeSettings(
+            secret_key=settings.stripe_secret_key.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            api_version=settings.stripe_api_version,
+            max_network_retries=settings.stripe_max_network_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
+        )
+    )
+    credits = CreditsRelay(
+        CreditsTarget(
+            address=settings.credits_target,
+            token=settings.credits_token.get_secret_value(),
+            deadline_seconds=settings.credits_deadline_seconds,
+        ),
+        fault=fault_injector(settings.fault_injection),
+    )
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        credits.handlers(),
+        RelaySettings(
+            poll_seconds=settings.outbox_poll_seconds, lease=timedelta(seconds=settings.outbox_lease_seconds)
+        ),
+    )
+    service = PaymentsService(
+        engine,
+        idempotency=idempotency,
+        inbox=Inbox(stripe_events),
+        outbox=outbox,
+        provider=provider,
+        catalog=catalog,
+        outbox_written=relay.wake,
+    )
 
     def register(server: grpc.aio.Server) -> None:
-        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(payments_servicer(), server)
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(service), server)
 
     return GrpcService(
         settings,
@@ -31,6 +89,7 @@ def build(settings: PaymentsSettings) -> GrpcService:
             service_names=[SERVICE_NAME],
             register=register,
             periodic=[idempotency_purge(idempotency, engine, settings)],
+            background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
         ),
     )

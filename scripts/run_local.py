@@ -1,6 +1,8 @@
 """Run the whole stack on this machine with embedded defaults: `make run`.
 
-Migrates and starts the three services (SQLite files under var/) and the gateway,
+Migrates and starts the three services (SQLite files under var/), the gateway,
+and, unless PAYMENTS_STRIPE_SECRET_KEY names a real Stripe test key, the local
+Stripe sandbox, which delivers its signed webhooks to the gateway;
 waits until the gateway reports every service ready, gives the demo user some
 credits (once: the grant is idempotent), prints where everything is and a
 development token for the demo user and for an admin, then waits. Ctrl-C (or
@@ -39,8 +41,20 @@ def setting(name: str, default: object) -> str:
     return os.environ.get(name, str(default))
 
 
-def base_env() -> dict[str, str]:
+def uses_sandbox() -> bool:
+    return "PAYMENTS_STRIPE_SECRET_KEY" not in os.environ
+
+
+def base_env(gateway_url: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if uses_sandbox():
+        sandbox_port = env.setdefault("STRIPE_SANDBOX_PORT", str(devdefaults.STRIPE_SANDBOX_PORT))
+        env.setdefault("STRIPE_SANDBOX_WEBHOOK_URL", f"{gateway_url}/api/stripe/webhook")
+        env.setdefault("STRIPE_SANDBOX_WEBHOOK_SECRET", devdefaults.STRIPE_WEBHOOK_SECRET)
+        env.setdefault("STRIPE_SANDBOX_LOG_FORMAT", "text")
+        env.setdefault("PAYMENTS_STRIPE_API_BASE", f"http://127.0.0.1:{sandbox_port}")
+    else:
+        env.setdefault("PAYMENTS_STRIPE_API_BASE", "https://api.stripe.com")
     for service in SERVICES:
         prefix = service.upper()
         env.setdefault(f"{prefix}_DATABASE_URL", f"sqlite:///{VAR / f'{service}.db'}")
@@ -118,10 +132,14 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
 
 def main() -> int:
     (VAR / "log").mkdir(parents=True, exist_ok=True)
-    env = base_env()
+    host, port = setting("GATEWAY_HOST", "127.0.0.1"), setting("GATEWAY_PORT", devdefaults.GATEWAY_PORT)
+    gateway_url = f"http://{host}:{port}"
+    env = base_env(gateway_url)
     migrate(env)
     processes = {f"{service}_svc": start(f"{service}_svc", env, "serve") for service in SERVICES}
     processes["gateway"] = start("gateway", env)
+    if uses_sandbox():
+        processes["stripe_sandbox"] = start("stripe_sandbox", env)
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -130,8 +148,6 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    host, port = setting("GATEWAY_HOST", "127.0.0.1"), setting("GATEWAY_PORT", devdefaults.GATEWAY_PORT)
-    gateway_url = f"http://{host}:{port}"
     credits_target = f"127.0.0.1:{setting('CREDITS_GRPC_PORT', devdefaults.CREDITS_PORT)}"
     payments_target = f"127.0.0.1:{setting('PAYMENTS_GRPC_PORT', devdefaults.PAYMENTS_PORT)}"
     subscriptions_target = f"127.0.0.1:{setting('SUBSCRIPTIONS_GRPC_PORT', devdefaults.SUBSCRIPTIONS_PORT)}"
@@ -143,6 +159,19 @@ def main() -> int:
         audience = setting("GATEWAY_JWT_AUDIENCE", devdefaults.JWT_AUDIENCE)
         user_token = mint_token(secret, issuer, audience, DEMO_USER, ["user"], TOKEN_TTL_SECONDS)
         admin_token = mint_token(secret, issuer, audience, ADMIN_USER, ["user", "admin"], TOKEN_TTL_SECONDS)
+        stripe_line = (
+            f"Stripe: the local sandbox at http://127.0.0.1:{env['STRIPE_SANDBOX_PORT']} (no Stripe account needed); "
+            "its webhooks go to the gateway."
+            if uses_sandbox()
+            else "Stripe: your test account. Forward its webhooks with\n"
+            f"  stripe listen --forward-to {gateway_url}/api/stripe/webhook\n"
+            "and set GATEWAY_STRIPE_WEBHOOK_SECRETS='[\"whsec_...\"]' to the secret it prints."
+        )
+        buy_body = (
+            """BODY='{"package_id": "credits-100", """
+            f'"success_url": "{gateway_url}/billing/checkout/success", '
+            f'"cancel_url": "{gateway_url}/billing/checkout/cancel"}}\''
+        )
         print(
             f"""
 The billing stack is running (SQLite files and logs under {VAR}).
@@ -155,11 +184,15 @@ Development tokens ({TOKEN_TTL_SECONDS // 3600} h) for the demo user "{DEMO_USER
   export USER_TOKEN={user_token}
   export ADMIN_TOKEN={admin_token}
 
+{stripe_line}
+
 Try:
   curl -s -H "Authorization: Bearer $USER_TOKEN" {gateway_url}/api/credits/balance
-  curl -s -H "Authorization: Bearer $ADMIN_TOKEN" -H "Idempotency-Key: grant-$(date +%s%N)" \\
-       -H "Content-Type: application/json" -d '{{"user_id": "{DEMO_USER}", "amount": 50}}' \\
-       {gateway_url}/api/admin/credits/grants
+  {buy_body}
+  curl -s -H "Authorization: Bearer $USER_TOKEN" -H "Idempotency-Key: buy-$(date +%s%N)" \\
+       -H "Content-Type: application/json" -d "$BODY" {gateway_url}/api/stripe/create-checkout-session
+  then open the "url" it returns, pay with 4242 4242 4242 4242 (any future expiry, any CVC),
+  and read the balance again.
 
 Ctrl-C stops everything.""",
             flush=True,

@@ -24,9 +24,15 @@ JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
 JWT_ISSUER = "billing-dev"
 JWT_AUDIENCE = "billing-api"
 
-PUBLIC_VALUES = frozenset({*SERVICE_TOKENS.values(), JWT_SECRET})
 
 CREDITS_PORT = 50051
 PAYMENTS_PORT = 50052
 SUBSCRIPTIONS_PORT = 50053
 GATEWAY_PORT = 8080
+
+# The local Stripe sandbox (stripe_sandbox): its API key, port and webhook signing secret.
+STRIPE_SANDBOX_KEY = "sk_test_sandbox"
+STRIPE_SANDBOX_PORT = 12111
+STRIPE_WEBHOOK_SECRET = "whsec_dev_only_local_sandbox_signing_secret"
+
+PUBLIC_VALUES = frozenset({*SERVICE_TOKENS.values(), JWT_SECRET, STRIPE_SANDBOX_KEY, STRIPE_WEBHOOK_SECRET})

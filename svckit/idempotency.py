@@ -107,8 +107,18 @@ class IdempotencyStore:
     def __init__(self, table: Table) -> None:
         self.table = table
         t = table
-        self._find = select(t.c.method, t.c.fingerprint, t.c.state, t.c.response).where(
+        self._find = select(t.c.method, t.c.fingerprint, t.c.state, t.c.response, t.c.created_at).where(
             t.c.caller == bindparam("by"), t.c.key == bindparam("idem_key")
+        )
+        self._take_over = (
+            update(t)
+            .where(
+                t.c.caller == bindparam("by"),
+                t.c.key == bindparam("idem_key"),
+                t.c.state == IN_FLIGHT,
+                t.c.created_at == bindparam("seen"),
+            )
+            .values(created_at=bindparam("at"))
         )
         self._complete = (
             update(t)
@@ -123,8 +133,12 @@ class IdempotencyStore:
             for dialect in ("postgresql", "sqlite")
         }
 
-    def claim(self, conn: Connection, call: IdempotentCall) -> bytes | None:
-        """Claim the key in this transaction; or return the response stored for it."""
+    def claim(self, conn: Connection, call: IdempotentCall, *, stale_after: timedelta | None = None) -> bytes | None:
+        """Claim the key in this transaction; or return the response stored for it.
+
+        With `stale_after`, a record left in flight for longer (its holder died
+        between its two steps) is taken over: the caller now holds the key.
+        """
         claimed = conn.execute(
             self._claims[conn.dialect.name],
             {
@@ -148,6 +162,12 @@ class IdempotencyStore:
                 reason=Reason.IDEMPOTENCY_KEY_REUSED,
                 metadata={"method": row.method},
             )
+        if row.state != COMPLETED and stale_after is not None:
+            now = datetime.now(UTC)
+            if row.created_at < now - stale_after:
+                params = {"by": call.caller, "idem_key": call.key, "seen": row.created_at, "at": now}
+                if conn.execute(self._take_over, params).rowcount == 1:
+                    return None
         if row.state != COMPLETED or row.response is None:
             raise Aborted(
                 "a request with this idempotency-key is still in flight; retry with the same key",
@@ -177,6 +197,57 @@ class IdempotencyStore:
             return Outcome(response, replayed=False)
 
         return run_transaction(engine, work)
+
+    # --- calls that reach an external system (Stripe) between two transactions ---------
+
+    def begin(self, engine: Engine, call: IdempotentCall, *, stale_after: timedelta) -> Outcome | None:
+        """Step one: claim the key in a transaction of its own, before the external call.
+
+        None: the caller holds the key; make the external call (with an
+        idempotency key of its own derived from this one), then `finish` in the
+        transaction that records its result, or `abandon` if it failed. An
+        Outcome: a replay of the completed call.
+        """
+
+        def work(conn: Connection) -> Outcome | None:
+            stored = self.claim(conn, call, stale_after=stale_after)
+            return None if stored is None else Outcome(stored, replayed=True)
+
+        return run_transaction(engine, work)
+
+    def finish(self, conn: Connection, call: IdempotentCall, response: bytes) -> Outcome:
+        """Step two, inside the transaction that records the external call's result."""
+        self.complete(conn, call, response)
+        return Outcome(response, replayed=False)
+
+    def abandon(self, engine: Engine, call: IdempotentCall) -> None:
+        """Release a key whose external call failed, so that a retry runs afresh."""
+        t = self.table
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(t).where(t.c.caller == call.caller, t.c.key == call.key, t.c.state == IN_FLIGHT))
+
+        run_transaction(engine, work)
+
+    def around_external_call(
+        self,
+        engine: Engine,
+        call: IdempotentCall,
+        *,
+        stale_after: timedelta,
+        external: Callable[[], R],
+        record: Callable[[Connection, R], bytes],
+    ) -> Outcome:
+        """Both steps: claim the key, make the external call, record its result and response in one transaction."""
+        replay = self.begin(engine, call, stale_after=stale_after)
+        if replay is not None:
+            return replay
+        try:
+            result = external()
+        except BaseException:
+            self.abandon(engine, call)
+            raise
+        return run_transaction(engine, lambda conn: self.finish(conn, call, record(conn, result)))
 
     def purge(self, engine: Engine, retention: timedelta) -> int:
         """Delete records older than `retention`; returns how many went."""

@@ -21,7 +21,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -60,11 +60,15 @@ class CallContext:
     idempotency_key: str | None
     trailers: list[tuple[str, str]] = field(default_factory=list)
 
-    def idempotent(self, request: Any) -> IdempotentCall:
-        """The call's idempotency record key; INVALID_ARGUMENT when the metadata is missing."""
-        return IdempotentCall.for_request(
-            self.caller, self.idempotency_key, self.method, request.SerializeToString(deterministic=True)
-        )
+    def idempotent(self, request: Any, *, identity: bytes | None = None) -> IdempotentCall:
+        """The call's idempotency record key; INVALID_ARGUMENT when the metadata is missing.
+
+        A replay must carry the same request: by default the request's bytes;
+        `identity` names what identifies it instead (a Stripe event is its id
+        and type, whatever bytes each delivery carries).
+        """
+        fingerprint = request.SerializeToString(deterministic=True) if identity is None else identity
+        return IdempotentCall.for_request(self.caller, self.idempotency_key, self.method, fingerprint)
 
     def mark_replayed(self, replayed: bool) -> None:
         if replayed:
@@ -217,6 +221,8 @@ class ServiceDefinition:
     service_names: Sequence[str]
     register: Callable[[grpc.aio.Server], None]
     periodic: Sequence[PeriodicTask] = ()
+    # Long-running coroutines (an outbox relay) started with the server and cancelled when it stops.
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     on_stop: Callable[[], None] = lambda: None
 
 
@@ -260,6 +266,7 @@ class GrpcService:
         for name in ("", *self.definition.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._repeat(task)) for task in self.definition.periodic]
+        self._tasks += [asyncio.create_task(run()) for run in self.definition.background]
         if self.settings.ready_file is not None:
             write_ready_file(self.settings.ready_file, self.port)
         log.info("serving", extra={"address": f"{self.settings.grpc_host}:{self.port}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not os.environ.get("STRIPE_TEST_SECRET_KEY"):
+        terminalreporter.write_line(
+            "Stripe test mode: SKIPPED (set STRIPE_TEST_SECRET_KEY=sk_test_... to run the Stripe adapter tests "
+            "against api.stripe.com too); the local Stripe sandbox stood in.",
+            yellow=True,
+            bold=True,
+        )
     problem = postgres_problem()
     if problem is not None:
         terminalreporter.write_line(BANNER, red=True, bold=True)

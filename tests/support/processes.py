@@ -89,6 +89,7 @@ class ServiceProcess(ManagedProcess):
 
     def __init__(self, module: str, prefix: str, database_url: str, workdir: Path, **settings: str) -> None:
         super().__init__(module, workdir, {})
+        self.prefix = prefix
         self.env.update(
             {
                 f"{prefix}DATABASE_URL": database_url,
@@ -102,6 +103,14 @@ class ServiceProcess(ManagedProcess):
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def start_again(self, **settings: str) -> ServiceProcess:
+        """Start the stopped (or killed) service again, on the same port and database, with changed settings."""
+        assert self.process is not None
+        assert self.process.poll() is not None, "stop it first"
+        self.env[f"{self.prefix}GRPC_PORT"] = str(self.port)
+        self.env.update({f"{self.prefix}{key.upper()}": value for key, value in settings.items()})
+        return self.start()
 
     def migrate(self) -> None:
         done = run_module(self.module, "migrate", env=self.env)

@@ -66,9 +66,32 @@ def test_production_refuses_public_or_short_secrets(overrides: dict[str, str]) -
         GatewaySettings(environment="production", **overrides)
 
 
+WEBHOOK_SECRET = "whsec_" + "w" * 40
+
+
 def test_production_accepts_its_own_strong_secrets() -> None:
-    settings = GatewaySettings(environment="production", service_token=STRONG, jwt_secret=OTHER_STRONG)
+    settings = GatewaySettings(
+        environment="production",
+        service_token=STRONG,
+        jwt_secret=OTHER_STRONG,
+        stripe_webhook_secrets=[WEBHOOK_SECRET],
+    )
     assert settings.jwt_key() == OTHER_STRONG
+
+
+def test_production_refuses_the_development_webhook_secret() -> None:
+    with pytest.raises(ValidationError, match="STRIPE_WEBHOOK_SECRETS"):
+        GatewaySettings(environment="production", service_token=STRONG, jwt_secret=OTHER_STRONG)
+
+
+def test_webhook_secrets_are_stripe_secrets_and_origins_are_origins() -> None:
+    with pytest.raises(ValidationError, match="whsec_"):
+        GatewaySettings(stripe_webhook_secrets=["not-a-secret"])
+    with pytest.raises(ValidationError, match="origin"):
+        GatewaySettings(allowed_redirect_origins=["https://app.example.com/path"])
+    assert GatewaySettings(allowed_redirect_origins=["https://app.example.com/"]).allowed_redirect_origins == [
+        "https://app.example.com"
+    ]
 
 
 def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
@@ -93,7 +116,11 @@ def test_rs256_needs_an_rsa_public_key() -> None:
 def test_production_with_rs256_does_not_need_a_jwt_secret() -> None:
     pem = _public_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     settings = GatewaySettings(
-        environment="production", service_token=STRONG, jwt_algorithm="RS256", jwt_public_key=pem
+        environment="production",
+        service_token=STRONG,
+        jwt_algorithm="RS256",
+        jwt_public_key=pem,
+        stripe_webhook_secrets=[WEBHOOK_SECRET],
     )
     assert settings.jwt_algorithm == "RS256"
 

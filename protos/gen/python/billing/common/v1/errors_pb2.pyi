@@ -61,6 +61,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 15
     """UNIMPLEMENTED: the method is part of a draft contract and not served yet."""
+    ERROR_REASON_PAYMENT_PROVIDER_REJECTED: _ErrorReason.ValueType  # 16
+    """FAILED_PRECONDITION: the payment provider (Stripe) refused the request;
+    ErrorInfo.metadata carries its code.
+    """
+    ERROR_REASON_PAYMENT_NOT_REFUNDABLE: _ErrorReason.ValueType  # 17
+    """FAILED_PRECONDITION: the payment is not in a state that can be refunded."""
+    ERROR_REASON_REFUND_EXCEEDS_REMAINING: _ErrorReason.ValueType  # 18
+    """FAILED_PRECONDITION: the refund asks for more than is left to refund."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason by every service.
@@ -108,4 +116,12 @@ the request id.
 """
 ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 15
 """UNIMPLEMENTED: the method is part of a draft contract and not served yet."""
+ERROR_REASON_PAYMENT_PROVIDER_REJECTED: ErrorReason.ValueType  # 16
+"""FAILED_PRECONDITION: the payment provider (Stripe) refused the request;
+ErrorInfo.metadata carries its code.
+"""
+ERROR_REASON_PAYMENT_NOT_REFUNDABLE: ErrorReason.ValueType  # 17
+"""FAILED_PRECONDITION: the payment is not in a state that can be refunded."""
+ERROR_REASON_REFUND_EXCEEDS_REMAINING: ErrorReason.ValueType  # 18
+"""FAILED_PRECONDITION: the refund asks for more than is left to refund."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

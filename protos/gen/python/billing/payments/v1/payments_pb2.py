@@ -26,47 +26,51 @@ from billing.common.v1 import money_pb2 as billing_dot_common_dot_v1_dot_money__
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"billing/payments/v1/payments.proto\x12\x13\x62illing.payments.v1\x1a\x1d\x62illing/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\rCreditPackage\x12\x12\n\npackage_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x03\x12(\n\x06prices\x18\x04 \x03(\x0b\x32\x18.billing.common.v1.Money\"\x84\x03\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npackage_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x03\x12(\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x31\n\x0f\x61mount_refunded\x18\x06 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\"\n\x1astripe_checkout_session_id\x18\x08 \x01(\t\x12 \n\x18stripe_payment_intent_id\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListCreditPackagesRequest\"R\n\x1aListCreditPackagesResponse\x12\x34\n\x08packages\x18\x01 \x03(\x0b\x32\".billing.payments.v1.CreditPackage\"~\n\x1c\x43reateCheckoutSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x13\n\x0bsuccess_url\x18\x04 \x01(\t\x12\x12\n\ncancel_url\x18\x05 \x01(\t\"I\n\x1d\x43reateCheckoutSessionResponse\x12\x1b\n\x13\x63heckout_session_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\"S\n\x1a\x43reatePaymentIntentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"O\n\x1b\x43reatePaymentIntentResponse\x12\x19\n\x11payment_intent_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"C\n\x12GetPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\"\x81\x01\n\x13ListPaymentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListPaymentsResponse\x12.\n\x08payments\x18\x01 \x03(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\rRefundRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61mount_minor\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x0f\n\r_amount_minor\"Y\n\x0eRefundResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x18\n\x10stripe_refund_id\x18\x02 \x01(\t\"Q\n\x18HandleStripeEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\",\n\x19HandleStripeEventResponse\x12\x0f\n\x07handled\x18\x01 \x01(\x08*\xc8\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\x8d\x06\n\x0fPaymentsService\x12u\n\x12ListCreditPackages\x12..billing.payments.v1.ListCreditPackagesRequest\x1a/.billing.payments.v1.ListCreditPackagesResponse\x12~\n\x15\x43reateCheckoutSession\x12\x31.billing.payments.v1.CreateCheckoutSessionRequest\x1a\x32.billing.payments.v1.CreateCheckoutSessionResponse\x12x\n\x13\x43reatePaymentIntent\x12/.billing.payments.v1.CreatePaymentIntentRequest\x1a\x30.billing.payments.v1.CreatePaymentIntentResponse\x12]\n\nGetPayment\x12&.billing.payments.v1.GetPaymentRequest\x1a\'.billing.payments.v1.GetPaymentResponse\x12\x63\n\x0cListPayments\x12(.billing.payments.v1.ListPaymentsRequest\x1a).billing.payments.v1.ListPaymentsResponse\x12Q\n\x06Refund\x12\".billing.payments.v1.RefundRequest\x1a#.billing.payments.v1.RefundResponse\x12r\n\x11HandleStripeEvent\x12-.billing.payments.v1.HandleStripeEventRequest\x1a..billing.payments.v1.HandleStripeEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"billing/payments/v1/payments.proto\x12\x13\x62illing.payments.v1\x1a\x1d\x62illing/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\rCreditPackage\x12\x12\n\npackage_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x03\x12(\n\x06prices\x18\x04 \x03(\x0b\x32\x18.billing.common.v1.Money\"\x83\x01\n\x13PaymentStatusChange\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x0e\n\x06source\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xeb\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npackage_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x03\x12(\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x31\n\x0f\x61mount_refunded\x18\x06 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12.\n\x04\x66low\x18\x08 \x01(\x0e\x32 .billing.payments.v1.PaymentFlow\x12\"\n\x1astripe_checkout_session_id\x18\t \x01(\t\x12 \n\x18stripe_payment_intent_id\x18\n \x01(\t\x12\x18\n\x10stripe_charge_id\x18\x0b \x01(\t\x12\x13\n\x0breceipt_url\x18\x0c \x01(\t\x12\x17\n\x0f\x63redits_granted\x18\r \x01(\x08\x12\x18\n\x10\x63redits_reversed\x18\x0e \x01(\x03\x12\x18\n\x10\x63redit_shortfall\x18\x0f \x01(\x03\x12\x39\n\x07history\x18\x10 \x03(\x0b\x32(.billing.payments.v1.PaymentStatusChange\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListCreditPackagesRequest\"R\n\x1aListCreditPackagesResponse\x12\x34\n\x08packages\x18\x01 \x03(\x0b\x32\".billing.payments.v1.CreditPackage\"~\n\x1c\x43reateCheckoutSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x13\n\x0bsuccess_url\x18\x04 \x01(\t\x12\x12\n\ncancel_url\x18\x05 \x01(\t\"]\n\x1d\x43reateCheckoutSessionResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x1b\n\x13\x63heckout_session_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"S\n\x1a\x43reatePaymentIntentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"c\n\x1b\x43reatePaymentIntentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11payment_intent_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"C\n\x12GetPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\"\x81\x01\n\x13ListPaymentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListPaymentsResponse\x12.\n\x08payments\x18\x01 \x03(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\rRefundRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61mount_minor\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x0f\n\r_amount_minor\"\x83\x01\n\x0eRefundResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x18\n\x10stripe_refund_id\x18\x02 \x01(\t\x12(\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x18.billing.common.v1.Money\"Q\n\x18HandleStripeEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\",\n\x19HandleStripeEventResponse\x12\x0f\n\x07handled\x18\x01 \x01(\x08*\xa0\x02\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x05\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x06\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x07\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x08*g\n\x0bPaymentFlow\x12\x1c\n\x18PAYMENT_FLOW_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYMENT_FLOW_CHECKOUT\x10\x01\x12\x1f\n\x1bPAYMENT_FLOW_PAYMENT_INTENT\x10\x02\x32\x8d\x06\n\x0fPaymentsService\x12u\n\x12ListCreditPackages\x12..billing.payments.v1.ListCreditPackagesRequest\x1a/.billing.payments.v1.ListCreditPackagesResponse\x12~\n\x15\x43reateCheckoutSession\x12\x31.billing.payments.v1.CreateCheckoutSessionRequest\x1a\x32.billing.payments.v1.CreateCheckoutSessionResponse\x12x\n\x13\x43reatePaymentIntent\x12/.billing.payments.v1.CreatePaymentIntentRequest\x1a\x30.billing.payments.v1.CreatePaymentIntentResponse\x12]\n\nGetPayment\x12&.billing.payments.v1.GetPaymentRequest\x1a\'.billing.payments.v1.GetPaymentResponse\x12\x63\n\x0cListPayments\x12(.billing.payments.v1.ListPaymentsRequest\x1a).billing.payments.v1.ListPaymentsResponse\x12Q\n\x06Refund\x12\".billing.payments.v1.RefundRequest\x1a#.billing.payments.v1.RefundResponse\x12r\n\x11HandleStripeEvent\x12-.billing.payments.v1.HandleStripeEventRequest\x1a..billing.payments.v1.HandleStripeEventResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.payments.v1.payments_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=1763
-  _globals['_PAYMENTSTATUS']._serialized_end=1963
+  _globals['_PAYMENTSTATUS']._serialized_start=2211
+  _globals['_PAYMENTSTATUS']._serialized_end=2499
+  _globals['_PAYMENTFLOW']._serialized_start=2501
+  _globals['_PAYMENTFLOW']._serialized_end=2604
   _globals['_CREDITPACKAGE']._serialized_start=123
   _globals['_CREDITPACKAGE']._serialized_end=231
-  _globals['_PAYMENT']._serialized_start=234
-  _globals['_PAYMENT']._serialized_end=622
-  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_start=624
-  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_end=651
-  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_start=653
-  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_end=735
-  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_start=737
-  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_end=863
-  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_start=865
-  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_end=938
-  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_start=940
-  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_end=1023
-  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_start=1025
-  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_end=1104
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1106
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1145
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1147
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1214
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1217
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1346
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1348
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1443
-  _globals['_REFUNDREQUEST']._serialized_start=1445
-  _globals['_REFUNDREQUEST']._serialized_end=1540
-  _globals['_REFUNDRESPONSE']._serialized_start=1542
-  _globals['_REFUNDRESPONSE']._serialized_end=1631
-  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_start=1633
-  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_end=1714
-  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_start=1716
-  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_end=1760
-  _globals['_PAYMENTSSERVICE']._serialized_start=1966
-  _globals['_PAYMENTSSERVICE']._serialized_end=2747
+  _globals['_PAYMENTSTATUSCHANGE']._serialized_start=234
+  _globals['_PAYMENTSTATUSCHANGE']._serialized_end=365
+  _globals['_PAYMENT']._serialized_start=368
+  _globals['_PAYMENT']._serialized_end=987
+  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_start=989
+  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_end=1016
+  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_start=1018
+  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_end=1100
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_start=1102
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_end=1228
+  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_start=1230
+  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_end=1323
+  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_start=1325
+  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_end=1408
+  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_start=1410
+  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_end=1509
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1511
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1550
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1552
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1619
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1622
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1751
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1753
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1848
+  _globals['_REFUNDREQUEST']._serialized_start=1850
+  _globals['_REFUNDREQUEST']._serialized_end=1945
+  _globals['_REFUNDRESPONSE']._serialized_start=1948
+  _globals['_REFUNDRESPONSE']._serialized_end=2079
+  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_start=2081
+  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_end=2162
+  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_start=2164
+  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_end=2208
+  _globals['_PAYMENTSSERVICE']._serialized_start=2607
+  _globals['_PAYMENTSSERVICE']._serialized_end=3388
 # @@protoc_insertion_point(module_scope)

@@ -29,20 +29,54 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     DESCRIPTOR: _descriptor.EnumDescriptor
     PAYMENT_STATUS_UNSPECIFIED: _PaymentStatus.ValueType  # 0
     PAYMENT_STATUS_PENDING: _PaymentStatus.ValueType  # 1
-    PAYMENT_STATUS_SUCCEEDED: _PaymentStatus.ValueType  # 2
-    PAYMENT_STATUS_FAILED: _PaymentStatus.ValueType  # 3
-    PAYMENT_STATUS_PARTIALLY_REFUNDED: _PaymentStatus.ValueType  # 4
-    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 5
+    """Created; the customer has not paid yet."""
+    PAYMENT_STATUS_PROCESSING: _PaymentStatus.ValueType  # 2
+    """Paid with a method that settles later; no credits yet."""
+    PAYMENT_STATUS_SUCCEEDED: _PaymentStatus.ValueType  # 3
+    """Paid; its credits are granted."""
+    PAYMENT_STATUS_FAILED: _PaymentStatus.ValueType  # 4
+    """The payment failed; it may still succeed if the customer retries."""
+    PAYMENT_STATUS_EXPIRED: _PaymentStatus.ValueType  # 5
+    """The checkout session expired unpaid."""
+    PAYMENT_STATUS_CANCELED: _PaymentStatus.ValueType  # 6
+    PAYMENT_STATUS_PARTIALLY_REFUNDED: _PaymentStatus.ValueType  # 7
+    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 8
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper): ...
 
 PAYMENT_STATUS_UNSPECIFIED: PaymentStatus.ValueType  # 0
 PAYMENT_STATUS_PENDING: PaymentStatus.ValueType  # 1
-PAYMENT_STATUS_SUCCEEDED: PaymentStatus.ValueType  # 2
-PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 3
-PAYMENT_STATUS_PARTIALLY_REFUNDED: PaymentStatus.ValueType  # 4
-PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 5
+"""Created; the customer has not paid yet."""
+PAYMENT_STATUS_PROCESSING: PaymentStatus.ValueType  # 2
+"""Paid with a method that settles later; no credits yet."""
+PAYMENT_STATUS_SUCCEEDED: PaymentStatus.ValueType  # 3
+"""Paid; its credits are granted."""
+PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 4
+"""The payment failed; it may still succeed if the customer retries."""
+PAYMENT_STATUS_EXPIRED: PaymentStatus.ValueType  # 5
+"""The checkout session expired unpaid."""
+PAYMENT_STATUS_CANCELED: PaymentStatus.ValueType  # 6
+PAYMENT_STATUS_PARTIALLY_REFUNDED: PaymentStatus.ValueType  # 7
+PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 8
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
+
+class _PaymentFlow:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentFlowEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentFlow.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_FLOW_UNSPECIFIED: _PaymentFlow.ValueType  # 0
+    PAYMENT_FLOW_CHECKOUT: _PaymentFlow.ValueType  # 1
+    PAYMENT_FLOW_PAYMENT_INTENT: _PaymentFlow.ValueType  # 2
+
+class PaymentFlow(_PaymentFlow, metaclass=_PaymentFlowEnumTypeWrapper):
+    """How the customer pays."""
+
+PAYMENT_FLOW_UNSPECIFIED: PaymentFlow.ValueType  # 0
+PAYMENT_FLOW_CHECKOUT: PaymentFlow.ValueType  # 1
+PAYMENT_FLOW_PAYMENT_INTENT: PaymentFlow.ValueType  # 2
+Global___PaymentFlow: _TypeAlias = PaymentFlow  # noqa: Y015
 
 @_typing.final
 class CreditPackage(_message.Message):
@@ -55,8 +89,11 @@ class CreditPackage(_message.Message):
     package_id: _builtins.str
     name: _builtins.str
     credits: _builtins.int
+    """Credits granted when a payment for the package succeeds."""
     @_builtins.property
-    def prices(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]: ...
+    def prices(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]:
+        """One price per currency."""
+
     def __init__(
         self,
         *,
@@ -74,6 +111,33 @@ class CreditPackage(_message.Message):
 Global___CreditPackage: _TypeAlias = CreditPackage  # noqa: Y015
 
 @_typing.final
+class PaymentStatusChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    status: Global___PaymentStatus.ValueType
+    source: _builtins.str
+    """What changed it: a Stripe event id, or "api"."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: Global___PaymentStatus.ValueType = ...,
+        source: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source", "status", b"status", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentStatusChange: _TypeAlias = PaymentStatusChange  # noqa: Y015
+
+@_typing.final
 class Payment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -84,21 +148,41 @@ class Payment(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     AMOUNT_REFUNDED_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    FLOW_FIELD_NUMBER: _builtins.int
     STRIPE_CHECKOUT_SESSION_ID_FIELD_NUMBER: _builtins.int
     STRIPE_PAYMENT_INTENT_ID_FIELD_NUMBER: _builtins.int
+    STRIPE_CHARGE_ID_FIELD_NUMBER: _builtins.int
+    RECEIPT_URL_FIELD_NUMBER: _builtins.int
+    CREDITS_GRANTED_FIELD_NUMBER: _builtins.int
+    CREDITS_REVERSED_FIELD_NUMBER: _builtins.int
+    CREDIT_SHORTFALL_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """"pay_" followed by 32 hex digits."""
     user_id: _builtins.str
     package_id: _builtins.str
     credits: _builtins.int
     status: Global___PaymentStatus.ValueType
+    flow: Global___PaymentFlow.ValueType
     stripe_checkout_session_id: _builtins.str
     stripe_payment_intent_id: _builtins.str
+    stripe_charge_id: _builtins.str
+    receipt_url: _builtins.str
+    """Stripe's receipt page, once the charge exists."""
+    credits_granted: _builtins.bool
+    """True once the Credits service confirmed the grant."""
+    credits_reversed: _builtins.int
+    """Credits asked back because of refunds."""
+    credit_shortfall: _builtins.int
+    """Credits that could not be taken back because the user had spent them."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
     def amount_refunded(self) -> _money_pb2.Money: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentStatusChange]: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -113,14 +197,21 @@ class Payment(_message.Message):
         amount: _money_pb2.Money | None = ...,
         amount_refunded: _money_pb2.Money | None = ...,
         status: Global___PaymentStatus.ValueType = ...,
+        flow: Global___PaymentFlow.ValueType = ...,
         stripe_checkout_session_id: _builtins.str = ...,
         stripe_payment_intent_id: _builtins.str = ...,
+        stripe_charge_id: _builtins.str = ...,
+        receipt_url: _builtins.str = ...,
+        credits_granted: _builtins.bool = ...,
+        credits_reversed: _builtins.int = ...,
+        credit_shortfall: _builtins.int = ...,
+        history: _abc.Iterable[Global___PaymentStatusChange] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_refunded", b"amount_refunded", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_refunded", b"amount_refunded", "create_time", b"create_time", "credits", b"credits", "id", b"id", "package_id", b"package_id", "status", b"status", "stripe_checkout_session_id", b"stripe_checkout_session_id", "stripe_payment_intent_id", b"stripe_payment_intent_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_refunded", b"amount_refunded", "create_time", b"create_time", "credit_shortfall", b"credit_shortfall", "credits", b"credits", "credits_granted", b"credits_granted", "credits_reversed", b"credits_reversed", "flow", b"flow", "history", b"history", "id", b"id", "package_id", b"package_id", "receipt_url", b"receipt_url", "status", b"status", "stripe_charge_id", b"stripe_charge_id", "stripe_checkout_session_id", b"stripe_checkout_session_id", "stripe_payment_intent_id", b"stripe_payment_intent_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -171,10 +262,17 @@ class CreateCheckoutSessionRequest(_message.Message):
     SUCCESS_URL_FIELD_NUMBER: _builtins.int
     CANCEL_URL_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """Required. 1 to 128 characters: letters, digits, and "_-.:@"."""
     package_id: _builtins.str
+    """Required. A package of the catalog."""
     currency: _builtins.str
+    """Optional. Lower-case ISO 4217 code among the package's prices; empty
+    means the catalog's default currency.
+    """
     success_url: _builtins.str
+    """Required. http(s) URL; "{CHECKOUT_SESSION_ID}" is replaced by Stripe."""
     cancel_url: _builtins.str
+    """Required. http(s) URL."""
     def __init__(
         self,
         *,
@@ -196,19 +294,23 @@ Global___CreateCheckoutSessionRequest: _TypeAlias = CreateCheckoutSessionRequest
 class CreateCheckoutSessionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
     CHECKOUT_SESSION_ID_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
     checkout_session_id: _builtins.str
     url: _builtins.str
+    """Where to send the customer: Stripe's hosted checkout page."""
     def __init__(
         self,
         *,
+        payment_id: _builtins.str = ...,
         checkout_session_id: _builtins.str = ...,
         url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_session_id", b"checkout_session_id", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_session_id", b"checkout_session_id", "payment_id", b"payment_id", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,8 +324,11 @@ class CreatePaymentIntentRequest(_message.Message):
     PACKAGE_ID_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """Required. Same rule as CreateCheckoutSessionRequest.user_id."""
     package_id: _builtins.str
+    """Required. A package of the catalog."""
     currency: _builtins.str
+    """Optional. As in CreateCheckoutSessionRequest."""
     def __init__(
         self,
         *,
@@ -243,19 +348,23 @@ Global___CreatePaymentIntentRequest: _TypeAlias = CreatePaymentIntentRequest  # 
 class CreatePaymentIntentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_INTENT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
     payment_intent_id: _builtins.str
     client_secret: _builtins.str
+    """For Stripe.js on the client; never log it."""
     def __init__(
         self,
         *,
+        payment_id: _builtins.str = ...,
         payment_intent_id: _builtins.str = ...,
         client_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_secret", b"client_secret", "payment_intent_id", b"payment_intent_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_secret", b"client_secret", "payment_id", b"payment_id", "payment_intent_id", b"payment_intent_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -309,9 +418,11 @@ class ListPaymentsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """Empty lists every user's payments (admins only)."""
+    """A user's payments; empty lists everyone's (admins and services only)."""
     status: Global___PaymentStatus.ValueType
+    """Optional filter."""
     page_size: _builtins.int
+    """1 to 200; 0 means 50."""
     page_token: _builtins.str
     def __init__(
         self,
@@ -361,8 +472,11 @@ class RefundRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     amount_minor: _builtins.int
-    """Absent refunds all that is left."""
+    """Optional. 1 to what is left to refund, in the payment's currency; absent
+    refunds all that is left.
+    """
     reason: _builtins.str
+    """Optional. One of "duplicate", "fraudulent", "requested_by_customer"."""
     def __init__(
         self,
         *,
@@ -386,18 +500,22 @@ class RefundResponse(_message.Message):
 
     PAYMENT_FIELD_NUMBER: _builtins.int
     STRIPE_REFUND_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
     stripe_refund_id: _builtins.str
     @_builtins.property
     def payment(self) -> Global___Payment: ...
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
         payment: Global___Payment | None = ...,
         stripe_refund_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment", b"payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment", "stripe_refund_id", b"stripe_refund_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment", b"payment", "stripe_refund_id", b"stripe_refund_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -435,7 +553,9 @@ class HandleStripeEventResponse(_message.Message):
 
     HANDLED_FIELD_NUMBER: _builtins.int
     handled: _builtins.bool
-    """False when this service does not act on the event type."""
+    """False when this service does not act on the event type or the event
+    concerns nothing it knows; the event is recorded either way.
+    """
     def __init__(
         self,
         *,

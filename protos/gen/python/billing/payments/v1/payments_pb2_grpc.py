@@ -28,8 +28,12 @@ if _version_not_supported:
 class PaymentsServiceStub:
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     def __init__(self, channel):
@@ -78,53 +82,63 @@ class PaymentsServiceStub:
 class PaymentsServiceServicer:
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     def ListCreditPackages(self, request, context):
-        """The credit packages on sale.
+        """The credit packages on sale, from the catalog file.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateCheckoutSession(self, request, context):
-        """A Stripe Checkout Session (mode payment) for one credit package.
+        """A Stripe Checkout Session (mode payment) for one credit package. The
+        Stripe customer of the user is created on first use, once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreatePaymentIntent(self, request, context):
-        """A Stripe PaymentIntent for an Elements form.
+        """A Stripe PaymentIntent for one credit package, for an Elements form.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPayment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One payment. A `user:` actor may read only its own.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPayments(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Payments, newest first. A `user:` actor lists only its own; admins and
+        services may list everyone's and filter.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Refund(self, request, context):
-        """Refunds a payment in full or in part (admin).
+        """Refunds a succeeded payment in full or in part (admins and services).
+        The credits of the refunded share are taken back; what the user already
+        spent is recorded as the payment's credit shortfall, never as a negative
+        balance.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def HandleStripeEvent(self, request, context):
-        """Records a verified Stripe event this service owns; idempotency-key is the
-        event id.
+        """Applies a verified Stripe event; `idempotency-key` must be the event id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,8 +193,12 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
 class PaymentsService:
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     @staticmethod

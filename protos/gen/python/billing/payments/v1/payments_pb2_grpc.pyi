@@ -29,8 +29,12 @@ GRPC_VERSION: str
 class PaymentsServiceStub:
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     @_typing.overload
@@ -38,49 +42,73 @@ class PaymentsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PaymentsServiceAsyncStub: ...
     ListCreditPackages: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListCreditPackagesRequest, _payments_pb2.ListCreditPackagesResponse]
-    """The credit packages on sale."""
+    """The credit packages on sale, from the catalog file."""
     CreateCheckoutSession: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateCheckoutSessionRequest, _payments_pb2.CreateCheckoutSessionResponse]
-    """A Stripe Checkout Session (mode payment) for one credit package."""
-    CreatePaymentIntent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentIntentRequest, _payments_pb2.CreatePaymentIntentResponse]
-    """A Stripe PaymentIntent for an Elements form."""
-    GetPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]
-    ListPayments: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]
-    Refund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RefundRequest, _payments_pb2.RefundResponse]
-    """Refunds a payment in full or in part (admin)."""
-    HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
-    """Records a verified Stripe event this service owns; idempotency-key is the
-    event id.
+    """A Stripe Checkout Session (mode payment) for one credit package. The
+    Stripe customer of the user is created on first use, once.
     """
+    CreatePaymentIntent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentIntentRequest, _payments_pb2.CreatePaymentIntentResponse]
+    """A Stripe PaymentIntent for one credit package, for an Elements form."""
+    GetPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]
+    """One payment. A `user:` actor may read only its own."""
+    ListPayments: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]
+    """Payments, newest first. A `user:` actor lists only its own; admins and
+    services may list everyone's and filter.
+    """
+    Refund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RefundRequest, _payments_pb2.RefundResponse]
+    """Refunds a succeeded payment in full or in part (admins and services).
+    The credits of the refunded share are taken back; what the user already
+    spent is recorded as the payment's credit shortfall, never as a negative
+    balance.
+    """
+    HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
+    """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
 @_typing.type_check_only
 class PaymentsServiceAsyncStub(PaymentsServiceStub):
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListCreditPackages: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListCreditPackagesRequest, _payments_pb2.ListCreditPackagesResponse]  # type: ignore[assignment]
-    """The credit packages on sale."""
+    """The credit packages on sale, from the catalog file."""
     CreateCheckoutSession: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateCheckoutSessionRequest, _payments_pb2.CreateCheckoutSessionResponse]  # type: ignore[assignment]
-    """A Stripe Checkout Session (mode payment) for one credit package."""
-    CreatePaymentIntent: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentIntentRequest, _payments_pb2.CreatePaymentIntentResponse]  # type: ignore[assignment]
-    """A Stripe PaymentIntent for an Elements form."""
-    GetPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]  # type: ignore[assignment]
-    ListPayments: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]  # type: ignore[assignment]
-    Refund: _aio.UnaryUnaryMultiCallable[_payments_pb2.RefundRequest, _payments_pb2.RefundResponse]  # type: ignore[assignment]
-    """Refunds a payment in full or in part (admin)."""
-    HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
-    """Records a verified Stripe event this service owns; idempotency-key is the
-    event id.
+    """A Stripe Checkout Session (mode payment) for one credit package. The
+    Stripe customer of the user is created on first use, once.
     """
+    CreatePaymentIntent: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentIntentRequest, _payments_pb2.CreatePaymentIntentResponse]  # type: ignore[assignment]
+    """A Stripe PaymentIntent for one credit package, for an Elements form."""
+    GetPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]  # type: ignore[assignment]
+    """One payment. A `user:` actor may read only its own."""
+    ListPayments: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    """Payments, newest first. A `user:` actor lists only its own; admins and
+    services may list everyone's and filter.
+    """
+    Refund: _aio.UnaryUnaryMultiCallable[_payments_pb2.RefundRequest, _payments_pb2.RefundResponse]  # type: ignore[assignment]
+    """Refunds a succeeded payment in full or in part (admins and services).
+    The credits of the refunded share are taken back; what the user already
+    spent is recorded as the payment's credit shortfall, never as a negative
+    balance.
+    """
+    HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
+    """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
 class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     """PaymentsService sells credit packages through Stripe and records payments.
 
-    First draft: the contract takes its final shape with the Payments issue; the
-    server answers UNIMPLEMENTED for every method until then.
+    Money is always a currency and integer minor units. Mutating calls require
+    the `idempotency-key` metadata; the Stripe request each makes carries an
+    idempotency key derived from it, so a retry never charges or refunds twice.
+    Credits are granted (and taken back on refunds) by the Credits service,
+    asked through this service's outbox, keyed by the payment: however many
+    events report one payment, its credits are granted once.
     """
 
     @_abc_1.abstractmethod
@@ -89,7 +117,7 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.ListCreditPackagesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.ListCreditPackagesResponse, _abc.Awaitable[_payments_pb2.ListCreditPackagesResponse]]:
-        """The credit packages on sale."""
+        """The credit packages on sale, from the catalog file."""
 
     @_abc_1.abstractmethod
     def CreateCheckoutSession(
@@ -97,7 +125,9 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.CreateCheckoutSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.CreateCheckoutSessionResponse, _abc.Awaitable[_payments_pb2.CreateCheckoutSessionResponse]]:
-        """A Stripe Checkout Session (mode payment) for one credit package."""
+        """A Stripe Checkout Session (mode payment) for one credit package. The
+        Stripe customer of the user is created on first use, once.
+        """
 
     @_abc_1.abstractmethod
     def CreatePaymentIntent(
@@ -105,21 +135,25 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.CreatePaymentIntentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.CreatePaymentIntentResponse, _abc.Awaitable[_payments_pb2.CreatePaymentIntentResponse]]:
-        """A Stripe PaymentIntent for an Elements form."""
+        """A Stripe PaymentIntent for one credit package, for an Elements form."""
 
     @_abc_1.abstractmethod
     def GetPayment(
         self,
         request: _payments_pb2.GetPaymentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_payments_pb2.GetPaymentResponse, _abc.Awaitable[_payments_pb2.GetPaymentResponse]]: ...
+    ) -> _typing.Union[_payments_pb2.GetPaymentResponse, _abc.Awaitable[_payments_pb2.GetPaymentResponse]]:
+        """One payment. A `user:` actor may read only its own."""
 
     @_abc_1.abstractmethod
     def ListPayments(
         self,
         request: _payments_pb2.ListPaymentsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_payments_pb2.ListPaymentsResponse, _abc.Awaitable[_payments_pb2.ListPaymentsResponse]]: ...
+    ) -> _typing.Union[_payments_pb2.ListPaymentsResponse, _abc.Awaitable[_payments_pb2.ListPaymentsResponse]]:
+        """Payments, newest first. A `user:` actor lists only its own; admins and
+        services may list everyone's and filter.
+        """
 
     @_abc_1.abstractmethod
     def Refund(
@@ -127,7 +161,11 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.RefundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.RefundResponse, _abc.Awaitable[_payments_pb2.RefundResponse]]:
-        """Refunds a payment in full or in part (admin)."""
+        """Refunds a succeeded payment in full or in part (admins and services).
+        The credits of the refunded share are taken back; what the user already
+        spent is recorded as the payment's credit shortfall, never as a negative
+        balance.
+        """
 
     @_abc_1.abstractmethod
     def HandleStripeEvent(
@@ -135,8 +173,6 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payments_pb2.HandleStripeEventRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.HandleStripeEventResponse, _abc.Awaitable[_payments_pb2.HandleStripeEventResponse]]:
-        """Records a verified Stripe event this service owns; idempotency-key is the
-        event id.
-        """
+        """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
 def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

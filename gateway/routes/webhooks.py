@@ -1,0 +1,109 @@
+"""`POST /api/stripe/webhook`: Stripe's events, verified, handed to the service that owns them.
+
+In this order, and nothing is recorded anywhere before the signature is good:
+
+1. read the raw body, at most `GATEWAY_MAX_WEBHOOK_BYTES` (413 beyond);
+2. verify `Stripe-Signature` over those exact bytes with the `stripe` library,
+   against each configured secret (several during a rotation), with the
+   configured tolerance (300 s): a missing, forged or stale signature is 400;
+3. parse the JSON (400 when it is not an event);
+4. route by type: checkout sessions of mode `payment`, payment intents and
+   charges go to Payments with `idempotency-key` = the event id;
+5. answer 200 only once the owner has durably recorded the event; if it
+   cannot (a service down, a deadline passed) the 5xx makes Stripe retry.
+
+Event types no service acts on are acknowledged (200, `handled: false`) and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import stripe
+from starlette.requests import Request
+from starlette.responses import Response
+
+from billing.payments.v1 import payments_pb2 as pb
+from gateway.grpc_clients import Backends, Caller
+from gateway.openapi import Operation, Reply
+from gateway.payment_schemas import WebhookReceived
+from gateway.problems import Problem, Reason
+from gateway.routes.common import json_response
+from gateway.validation import read_body
+from svckit import logs
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "Stripe-Signature"
+PAYMENTS_PREFIXES = ("payment_intent.", "charge.")
+
+
+def owner(event: Mapping[str, Any]) -> str | None:
+    """Which service acts on the event, or None."""
+    event_type = str(event.get("type", ""))
+    if event_type.startswith("checkout.session."):
+        obj = event.get("data", {}).get("object", {}) if isinstance(event.get("data"), Mapping) else {}
+        mode = obj.get("mode") if isinstance(obj, Mapping) else None
+        return "payments" if mode in (None, "payment") else None
+    if event_type.startswith(PAYMENTS_PREFIXES):
+        return "payments"
+    return None
+
+
+def verify(payload: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
+    """A 400 problem unless one of the secrets signed these bytes within the tolerance."""
+    if not header:
+        raise Problem(400, Reason.INVALID_SIGNATURE, f"the {SIGNATURE_HEADER} header is missing")
+    failure = "no signature matches"
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+        except stripe.SignatureVerificationError as error:
+            failure = str(error.user_message or error)
+            continue
+        return
+    raise Problem(400, Reason.INVALID_SIGNATURE, f"the webhook signature is not valid: {failure}")
+
+
+def operations(backends: Backends, secrets: Sequence[str], tolerance: int, max_bytes: int) -> list[Operation]:
+    async def receive(request: Request) -> Response:
+        payload = await read_body(request, max_bytes)
+        verify(payload, request.headers.get(SIGNATURE_HEADER), secrets, tolerance)
+        try:
+            event = json.loads(payload)
+        except ValueError as error:
+            raise Problem(400, Reason.INVALID_JSON, "the signed body is not JSON") from error
+        if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)):
+            raise Problem(400, Reason.INVALID_ARGUMENT, "the signed body is not a Stripe event (id and type)")
+        event_id, event_type = event["id"], event["type"]
+        service = owner(event)
+        if service is None:
+            log.info("webhook %s (%s) acknowledged: no service acts on it", event_id, event_type)
+            return json_response(WebhookReceived(received=True, handled=False))
+        reply = await backends.call(
+            backends.payments.HandleStripeEvent,
+            pb.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+            Caller(request_id=logs.request_id_var.get(), actor="service:stripe-webhook", idempotency_key=event_id),
+        )
+        return json_response(WebhookReceived(received=True, handled=reply.message.handled))
+
+    return [
+        Operation(
+            method="POST",
+            path="/api/stripe/webhook",
+            operation_id="receiveStripeWebhook",
+            summary="Stripe's webhook endpoint",
+            description=(
+                "Authenticated by the `Stripe-Signature` header, not by a token. Answers 200 once the event is "
+                "recorded by the service that owns it (or when no service acts on its type); any other answer "
+                "makes Stripe deliver it again. Delivering an event again is always safe."
+            ),
+            tags=("stripe",),
+            handler=receive,
+            authenticated=False,
+            replies=(Reply(200, "Recorded (or not for any service).", WebhookReceived),),
+            problems=(400, 413, 500, 503, 504),
+        )
+    ]

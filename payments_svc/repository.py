@@ -1,0 +1,238 @@
+"""Reads and writes of the Payments tables, in the caller's transaction."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+
+from payments_svc import domain
+from payments_svc.models import credit_shortfalls, customers, payment_status_changes, payments, refunds
+from svckit.db import dialect_insert_for
+
+PAYMENT_COLUMNS = (
+    "user_id",
+    "package_id",
+    "credits",
+    "amount_minor",
+    "currency",
+    "stripe_checkout_session_id",
+    "stripe_payment_intent_id",
+    "stripe_charge_id",
+    "receipt_url",
+    "amount_refunded_minor",
+    "credits_granted",
+    "credits_reversed",
+    "credit_shortfall",
+    "created_at",
+    "updated_at",
+)
+
+
+def _payment(row: Any, history: list[domain.StatusChange]) -> domain.Payment:
+    return domain.Payment(
+        id=row.id,
+        flow=domain.PaymentFlow(row.flow),
+        status=domain.PaymentStatus(row.status),
+        history=history,
+        **{name: getattr(row, name) for name in PAYMENT_COLUMNS},
+    )
+
+
+class _Statements:
+    """The statements of the event path, built once per dialect (building one costs more than sending it)."""
+
+    def __init__(self, dialect: str) -> None:
+        p, h = payments, payment_status_changes
+        self.add_payment = (
+            dialect_insert_for(dialect, p).on_conflict_do_nothing(index_elements=["id"]).returning(p.c.id)
+        )
+        self.by_id = select(p).where(p.c.id == bindparam("pid"))
+        self.by_id_locked = self.by_id.with_for_update(key_share=True)
+        self.by_any_locked = (
+            select(p)
+            .where(
+                or_(
+                    p.c.id == bindparam("pid"),
+                    p.c.stripe_checkout_session_id == bindparam("sid"),
+                    p.c.stripe_payment_intent_id == bindparam("iid"),
+                )
+            )
+            .with_for_update(key_share=True)
+        )
+        self.history = (
+            select(h.c.status, h.c.source, h.c.created_at).where(h.c.payment_id == bindparam("pid")).order_by(h.c.id)
+        )
+        self.add_history = insert(h)
+        self.save = (
+            update(p)
+            .where(p.c.id == bindparam("pid"))
+            .values({name: bindparam(f"new_{name}") for name in (*PAYMENT_COLUMNS, "status") if name != "created_at"})
+        )
+
+
+@functools.cache
+def statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+class PaymentsRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sql = statements(conn.dialect.name)
+
+    # --- customers --------------------------------------------------------------------
+
+    def customer(self, user_id: str) -> str | None:
+        found = self.conn.execute(
+            select(customers.c.stripe_customer_id).where(customers.c.user_id == user_id)
+        ).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def add_customer(self, user_id: str, stripe_customer_id: str, now: datetime) -> str:
+        """Record the user's Stripe customer, unless one is recorded already; the one that stays."""
+        self.conn.execute(
+            dialect_insert_for(self.conn.dialect.name, customers)
+            .values(user_id=user_id, stripe_customer_id=stripe_customer_id, created_at=now)
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        found = self.customer(user_id)
+        assert found is not None
+        return found
+
+    # --- payments ---------------------------------------------------------------------
+
+    def add_payment(self, payment: domain.Payment) -> bool:
+        """Record a new payment; False if one with its id exists (an event recorded it first)."""
+        values = {name: getattr(payment, name) for name in PAYMENT_COLUMNS}
+        row = {"id": payment.id, "flow": payment.flow.value, "status": payment.status.value, **values}
+        inserted = self.conn.execute(self.sql.add_payment, row).first()
+        if inserted is not None:
+            self._add_history(payment.id, payment.history)
+        return inserted is not None
+
+    def get(self, payment_id: str, *, lock: bool = False, history: bool = True) -> domain.Payment | None:
+        """A payment; `lock` holds it until the transaction ends. Without `history`, only new changes are kept."""
+        row = self.conn.execute(self.sql.by_id_locked if lock else self.sql.by_id, {"pid": payment_id}).first()
+        if row is None:
+            return None
+        return _payment(row, self._history(row.id) if history else [])
+
+    def find(
+        self, *, payment_id: str | None, checkout_session_id: str | None, payment_intent_id: str | None
+    ) -> domain.Payment | None:
+        """The payment an event is about (by id, else session, else intent), locked, without its history."""
+        rows = self.conn.execute(
+            self.sql.by_any_locked, {"pid": payment_id, "sid": checkout_session_id, "iid": payment_intent_id}
+        ).all()
+        keys = (
+            ("id", payment_id),
+            ("stripe_checkout_session_id", checkout_session_id),
+            ("stripe_payment_intent_id", payment_intent_id),
+        )
+        for column, value in keys:
+            for row in rows:
+                if value and getattr(row, column) == value:
+                    return _payment(row, [])
+        return None
+
+    def _history(self, payment_id: str) -> list[domain.StatusChange]:
+        rows = self.conn.execute(self.sql.history, {"pid": payment_id})
+        return [domain.StatusChange(domain.PaymentStatus(r.status), r.source, r.created_at) for r in rows]
+
+    def _add_history(self, payment_id: str, changes: list[domain.StatusChange]) -> None:
+        if changes:
+            self.conn.execute(
+                self.sql.add_history,
+                [
+                    {"payment_id": payment_id, "status": c.status.value, "source": c.source, "created_at": c.at}
+                    for c in changes
+                ],
+            )
+
+    def save(self, payment: domain.Payment, history_before: int) -> None:
+        """Write back a locked payment, and the history entries added since position `history_before`."""
+        values = {f"new_{name}": getattr(payment, name) for name in PAYMENT_COLUMNS if name != "created_at"}
+        self.conn.execute(self.sql.save, {"pid": payment.id, "new_status": payment.status.value, **values})
+        self._add_history(payment.id, payment.history[history_before:])
+
+    def list(
+        self,
+        *,
+        user_id: str | None,
+        status: domain.PaymentStatus | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[domain.Payment]:
+        stmt = select(payments).order_by(payments.c.created_at.desc(), payments.c.id.desc()).limit(limit)
+        if user_id:
+            stmt = stmt.where(payments.c.user_id == user_id)
+        if status is not None:
+            stmt = stmt.where(payments.c.status == status.value)
+        if before is not None:
+            created, ident = before
+            stmt = stmt.where(
+                (payments.c.created_at < created) | ((payments.c.created_at == created) & (payments.c.id < ident))
+            )
+        return [_payment(row, self._history(row.id)) for row in self.conn.execute(stmt)]
+
+    def mark_granted(self, payment_id: str) -> None:
+        self.conn.execute(update(payments).where(payments.c.id == payment_id).values(credits_granted=True))
+
+    # --- refunds and shortfalls -------------------------------------------------------
+
+    def add_refund(
+        self,
+        *,
+        stripe_refund_id: str,
+        payment_id: str,
+        amount_minor: int,
+        status: str,
+        reason: str,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        self.conn.execute(
+            dialect_insert_for(self.conn.dialect.name, refunds)
+            .values(
+                stripe_refund_id=stripe_refund_id,
+                payment_id=payment_id,
+                amount_minor=amount_minor,
+                status=status,
+                reason=reason,
+                actor=actor,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["stripe_refund_id"])
+        )
+
+    def record_shortfall(
+        self, *, reference: str, payment_id: str, user_id: str, requested: int, reversed_: int, now: datetime
+    ) -> None:
+        """A reversal that came up short: kept for admins, added to the payment's total."""
+        shortfall = requested - reversed_
+        inserted = self.conn.execute(
+            dialect_insert_for(self.conn.dialect.name, credit_shortfalls)
+            .values(
+                reference=reference,
+                payment_id=payment_id,
+                user_id=user_id,
+                requested=requested,
+                reversed=reversed_,
+                shortfall=shortfall,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["reference"])
+            .returning(credit_shortfalls.c.reference)
+        ).first()
+        if inserted is not None and shortfall:
+            self.conn.execute(
+                update(payments)
+                .where(payments.c.id == payment_id)
+                .values(credit_shortfall=payments.c.credit_shortfall + shortfall)
+            )
+
+    def total_shortfall(self) -> int:
+        return int(self.conn.execute(select(func.coalesce(func.sum(credit_shortfalls.c.shortfall), 0))).scalar_one())

@@ -1,0 +1,464 @@
+"""The Payments use cases.
+
+Calls that create something at Stripe run in two steps around the Stripe call
+(no Stripe call ever happens inside an open transaction): claim the
+idempotency key, call Stripe with a key derived from it, then record the result
+and the response in one transaction. Stripe events run in one transaction:
+idempotency record (the event id), inbox entry, payment change, and the outbox
+messages that ask Credits to grant or take back credits.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from payments_svc import domain
+from payments_svc.credits_relay import GRANT, REVERSE
+from payments_svc.repository import PaymentsRepository
+from payments_svc.stripe_events import EventFacts, MalformedEvent, Origin, facts_from_event, origin_from_metadata
+from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
+from svckit.actors import Actor
+from svckit.db import run_transaction
+from svckit.errors import InvalidArgument, Violations
+from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
+from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox
+from svckit.outbox import Outbox
+
+log = logging.getLogger(__name__)
+# How long a create call may stay between its two steps before a retry takes it over.
+STALE_AFTER = timedelta(seconds=60)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stripe_key(kind: str, call: IdempotentCall) -> str:
+    """The Stripe idempotency key of a call: derived from the caller's, the same for every retry."""
+    digest = hashlib.sha256(f"{call.caller}\0{call.key}\0{call.method}".encode()).hexdigest()[:40]
+    return f"{kind}-{digest}"
+
+
+@dataclass(frozen=True)
+class CheckoutCreated:
+    payment: domain.Payment
+    url: str
+
+
+@dataclass(frozen=True)
+class IntentCreated:
+    payment: domain.Payment
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class RefundCreated:
+    payment: domain.Payment
+    stripe_refund_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class PaymentsPage:
+    payments: list[domain.Payment]
+    next_before: tuple[datetime, str] | None
+
+
+class PaymentsService:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        idempotency: IdempotencyStore,
+        inbox: Inbox,
+        outbox: Outbox,
+        provider: PaymentProvider,
+        catalog: domain.Catalog,
+        outbox_written: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.idempotency = idempotency
+        self.inbox = inbox
+        self.outbox = outbox
+        self.provider = provider
+        self.catalog = catalog
+        self.outbox_written = outbox_written
+        self.clock = clock
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get_payment(self, actor: Actor, payment_id: str) -> domain.Payment:
+        found = run_transaction(self.engine, lambda conn: PaymentsRepository(conn).get(payment_id), read_only=True)
+        if found is None:
+            raise domain.PaymentNotFound(payment_id)
+        actor.require_access_to_user(found.user_id)
+        return found
+
+    def list_payments(
+        self,
+        actor: Actor,
+        *,
+        user_id: str,
+        status: domain.PaymentStatus | None,
+        page_size: int,
+        before: tuple[datetime, str] | None,
+    ) -> PaymentsPage:
+        if user_id:
+            actor.require_access_to_user(user_id)
+        else:
+            actor.require_privileged("list everyone's payments")
+        if not 0 <= page_size <= 200:
+            v = Violations()
+            v.add("page_size", "must be between 0 and 200 (0 means 50)")
+            v.raise_if_any()
+        limit = page_size or 50
+        rows = run_transaction(
+            self.engine,
+            lambda conn: PaymentsRepository(conn).list(
+                user_id=user_id or None, status=status, before=before, limit=limit + 1
+            ),
+            read_only=True,
+        )
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return PaymentsPage(page, (last.created_at, last.id) if last else None)
+
+    # --- buying -----------------------------------------------------------------------
+
+    def create_checkout_session(
+        self, actor: Actor, cmd: domain.BuyPackage, call: IdempotentCall, encode: Callable[[CheckoutCreated], bytes]
+    ) -> Outcome:
+        request = self._buying(actor, cmd, call, checkout=True)
+
+        def record(conn: Connection, session: CreatedSession) -> bytes:
+            flow = domain.PaymentFlow.CHECKOUT
+            payment = self._record_new(conn, request(), flow, session.id, session.payment_intent_id)
+            return encode(CheckoutCreated(payment, session.url))
+
+        return self.idempotency.around_external_call(
+            self.engine,
+            call,
+            stale_after=STALE_AFTER,
+            external=lambda: self.provider.create_checkout_session(
+                request(), idempotency_key=stripe_key("checkout", call)
+            ),
+            record=record,
+        )
+
+    def create_payment_intent(
+        self, actor: Actor, cmd: domain.BuyPackage, call: IdempotentCall, encode: Callable[[IntentCreated], bytes]
+    ) -> Outcome:
+        request = self._buying(actor, cmd, call, checkout=False)
+
+        def record(conn: Connection, intent: CreatedIntent) -> bytes:
+            payment = self._record_new(conn, request(), domain.PaymentFlow.PAYMENT_INTENT, None, intent.id)
+            return encode(IntentCreated(payment, intent.client_secret))
+
+        return self.idempotency.around_external_call(
+            self.engine,
+            call,
+            stale_after=STALE_AFTER,
+            external=lambda: self.provider.create_payment_intent(request(), idempotency_key=stripe_key("intent", call)),
+            record=record,
+        )
+
+    def _buying(
+        self, actor: Actor, cmd: domain.BuyPackage, call: IdempotentCall, *, checkout: bool
+    ) -> Callable[[], CheckoutRequest]:
+        """Check the purchase; what to ask Stripe for, built (customer included) once the key is held."""
+        cmd.validate(checkout=checkout)
+        actor.require_access_to_user(cmd.user_id)
+        package, currency, amount = self.catalog.price(cmd.package_id, cmd.currency)
+        return functools.cache(lambda: self._request(cmd, call, package, currency, amount))
+
+    def _request(
+        self,
+        cmd: domain.BuyPackage,
+        call: IdempotentCall,
+        package: domain.CreditPackage,
+        currency: str,
+        amount: int,
+    ) -> CheckoutRequest:
+        return CheckoutRequest(
+            customer_id=self._customer_for(cmd.user_id),
+            user_id=cmd.user_id,
+            payment_id=domain.payment_id_for(call.caller, call.key),
+            package_id=package.package_id,
+            package_name=package.name,
+            credits=package.credits,
+            currency=currency,
+            amount_minor=amount,
+            success_url=cmd.success_url,
+            cancel_url=cmd.cancel_url,
+        )
+
+    def _customer_for(self, user_id: str) -> str:
+        """The user's Stripe customer, created at most once.
+
+        Concurrent first purchases all ask Stripe with the same idempotency key
+        and so receive the same customer; the first to record it wins.
+        """
+        known = run_transaction(self.engine, lambda conn: PaymentsRepository(conn).customer(user_id), read_only=True)
+        if known is not None:
+            return known
+        created = self.provider.create_customer(user_id, idempotency_key=f"customer-{user_id}")
+        return run_transaction(
+            self.engine, lambda conn: PaymentsRepository(conn).add_customer(user_id, created, self.clock())
+        )
+
+    def _record_new(
+        self,
+        conn: Connection,
+        request: CheckoutRequest,
+        flow: domain.PaymentFlow,
+        session_id: str | None,
+        intent_id: str | None,
+    ) -> domain.Payment:
+        repo, now = PaymentsRepository(conn), self.clock()
+        payment = domain.Payment(
+            id=request.payment_id,
+            user_id=request.user_id,
+            package_id=request.package_id,
+            credits=request.credits,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            flow=flow,
+            status=domain.PaymentStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            stripe_checkout_session_id=session_id,
+            stripe_payment_intent_id=intent_id,
+            history=[domain.StatusChange(domain.PaymentStatus.PENDING, "api", now)],
+        )
+        if not repo.add_payment(payment):
+            # A Stripe event recorded the payment first (from the metadata we sent): keep that one.
+            existing = repo.get(payment.id, lock=True)
+            assert existing is not None
+            return existing
+        return payment
+
+    # --- refunds ----------------------------------------------------------------------
+
+    def refund(
+        self, actor: Actor, cmd: domain.RefundPayment, call: IdempotentCall, encode: Callable[[RefundCreated], bytes]
+    ) -> Outcome:
+        cmd.validate()
+        actor.require_privileged("refund a payment")
+        payment = self.get_payment(actor, cmd.payment_id)
+
+        def refund_at_stripe() -> CreatedRefund:
+            # Checked once the key is held: a replay of a completed refund must not be refused.
+            amount = cmd.amount_for(payment)
+            if payment.stripe_payment_intent_id is None:
+                raise domain.PaymentNotRefundable(f"payment {payment.id} has no Stripe payment intent yet")
+            return self.provider.refund(
+                payment.stripe_payment_intent_id, amount, cmd.reason, idempotency_key=stripe_key("refund", call)
+            )
+
+        def record(conn: Connection, refund: CreatedRefund) -> bytes:
+            repo, now = PaymentsRepository(conn), self.clock()
+            repo.add_refund(
+                stripe_refund_id=refund.id,
+                payment_id=payment.id,
+                amount_minor=refund.amount_minor,
+                status=refund.status,
+                reason=cmd.reason,
+                actor=str(actor),
+                now=now,
+            )
+            report = domain.Reported(charge_id=refund.charge_id, amount_refunded_minor=refund.charge_amount_refunded)
+            locked = repo.get(payment.id, lock=True, history=False)
+            assert locked is not None
+            self._apply(conn, locked, report, source="api")
+            current = repo.get(payment.id)
+            assert current is not None
+            return encode(RefundCreated(current, refund.id, refund.amount_minor))
+
+        outcome = self.idempotency.around_external_call(
+            self.engine, call, stale_after=STALE_AFTER, external=refund_at_stripe, record=record
+        )
+        self.outbox_written()
+        return outcome
+
+    # --- Stripe events ----------------------------------------------------------------
+
+    def handle_event(
+        self,
+        actor: Actor,
+        *,
+        event_id: str,
+        event_type: str,
+        payload: bytes,
+        call: IdempotentCall,
+        encode: Callable[[bool], bytes],
+    ) -> Outcome:
+        actor.require_privileged("apply Stripe events")
+        if not event_id or call.key != event_id:
+            raise InvalidArgument("the idempotency-key of a Stripe event must be its event id")
+        text = payload.decode("utf-8", errors="replace")
+        try:
+            event = json.loads(text)
+            facts = facts_from_event(event_type, event) if isinstance(event, Mapping) else None
+            if not isinstance(event, Mapping):
+                raise MalformedEvent("the payload is not a JSON object")
+            if event.get("id") != event_id or event.get("type") != event_type:
+                raise MalformedEvent("the payload's id and type differ from the event's")
+        except (ValueError, MalformedEvent) as error:
+            return self._record_only(call, event_id, event_type, text, REJECTED, str(error), encode)
+        if facts is None:
+            return self._record_only(
+                call, event_id, event_type, text, IGNORED, "not an event this service acts on", encode
+            )
+        facts = self._with_origin(facts)
+
+        def effect(conn: Connection) -> bool:
+            repo = PaymentsRepository(conn)
+            payment = repo.find(
+                payment_id=facts.payment_id,
+                checkout_session_id=facts.checkout_session_id,
+                payment_intent_id=facts.payment_intent_id,
+            )
+            unrecorded = payment is None and facts.origin is not None
+            if unrecorded:
+                assert facts.origin is not None
+                payment = self._from_origin(facts.origin, event_id)
+            if payment is None:
+                self.inbox.record(
+                    conn,
+                    event_id=event_id,
+                    type_=event_type,
+                    payload=text,
+                    status=IGNORED,
+                    detail="no payment of this service",
+                )
+                return False
+            payment = self._apply(conn, payment, facts.report, source=event_id, unrecorded=unrecorded)
+            self.inbox.record(
+                conn,
+                event_id=event_id,
+                type_=event_type,
+                payload=text,
+                status=PROCESSED,
+                detail=f"payment {payment.id}",
+            )
+            return True
+
+        outcome = self.idempotency.execute_once(self.engine, call, effect, encode)
+        if not outcome.replayed:
+            self.outbox_written()
+        return outcome
+
+    def _with_origin(self, facts: EventFacts) -> EventFacts:
+        """Charge events name only the payment intent; ask Stripe whose it is when we don't know it."""
+        if facts.payment_id or facts.origin or not facts.payment_intent_id:
+            return facts
+        known = run_transaction(
+            self.engine,
+            lambda conn: PaymentsRepository(conn).find(
+                payment_id=None, checkout_session_id=None, payment_intent_id=facts.payment_intent_id
+            ),
+        )
+        if known is not None:
+            return facts
+        metadata, amount, currency = self.provider.payment_intent_metadata(facts.payment_intent_id)
+        origin = origin_from_metadata(metadata, amount, currency, domain.PaymentFlow.PAYMENT_INTENT)
+        payment_id = origin.payment_id if origin else None
+        return EventFacts(payment_id, facts.checkout_session_id, facts.payment_intent_id, facts.report, origin)
+
+    def _from_origin(self, origin: Origin, event_id: str) -> domain.Payment:
+        """A payment this service created at Stripe but never recorded (it stopped between the two steps)."""
+        package = self.catalog.package(origin.package_id)
+        if package is None or package.credits != origin.credits:
+            log.warning("event %s names package %s that the catalog does not match", event_id, origin.package_id)
+        now = self.clock()
+        payment = domain.Payment(
+            id=origin.payment_id,
+            user_id=origin.user_id,
+            package_id=origin.package_id,
+            credits=origin.credits,
+            amount_minor=origin.amount_minor,
+            currency=origin.currency,
+            flow=origin.flow,
+            status=domain.PaymentStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            history=[domain.StatusChange(domain.PaymentStatus.PENDING, event_id, now)],
+        )
+        return payment
+
+    def _apply(
+        self,
+        conn: Connection,
+        payment: domain.Payment,
+        report: domain.Reported,
+        *,
+        source: str,
+        unrecorded: bool = False,
+    ) -> domain.Payment:
+        """Fold a report into the locked (or `unrecorded`) payment, write it, and the outbox messages it now owes."""
+        repo = PaymentsRepository(conn)
+        history_before = len(payment.history)
+        effects = domain.apply_report(payment, report, source, self.clock())
+        if unrecorded and not repo.add_payment(payment):
+            # Recorded meanwhile by a concurrent call: apply to that record instead.
+            recorded = repo.get(payment.id, lock=True, history=False)
+            assert recorded is not None
+            return self._apply(conn, recorded, report, source=source)
+        if not unrecorded:
+            repo.save(payment, history_before)
+        if effects.grant_credits:
+            self.outbox.enqueue(
+                conn,
+                kind=GRANT,
+                key=f"grant:{payment.id}",
+                aggregate=payment.id,
+                payload={
+                    "payment_id": payment.id,
+                    "user_id": payment.user_id,
+                    "credits": payment.credits,
+                    "reference": domain.grant_reference(payment.id),
+                    "description": f"{payment.credits} credits bought ({payment.package_id})",
+                },
+            )
+        if effects.reverse is not None:
+            already, up_to = effects.reverse
+            self.outbox.enqueue(
+                conn,
+                kind=REVERSE,
+                key=f"reverse:{payment.id}:{up_to}",
+                aggregate=payment.id,
+                payload={
+                    "payment_id": payment.id,
+                    "user_id": payment.user_id,
+                    "credits": up_to - already,
+                    "grant_reference": domain.grant_reference(payment.id),
+                    "reference": f"refund:{payment.id}:{up_to}",
+                    "reason": f"refund of {payment.amount_refunded_minor} {payment.currency} of payment {payment.id}",
+                },
+            )
+        return payment
+
+    def _record_only(
+        self,
+        call: IdempotentCall,
+        event_id: str,
+        event_type: str,
+        text: str,
+        status: str,
+        detail: str,
+        encode: Callable[[bool], bytes],
+    ) -> Outcome:
+        def effect(conn: Connection) -> bool:
+            self.inbox.record(conn, event_id=event_id, type_=event_type, payload=text, status=status, detail=detail)
+            return False
+
+        return self.idempotency.execute_once(self.engine, call, effect, encode)
