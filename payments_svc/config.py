@@ -55,9 +55,11 @@ class PaymentsSettings(ServiceSettings):
             raise ValueError("PAYMENTS_STRIPE_SECRET_KEY must be a Stripe secret (sk_...) or restricted (rk_...) key")
         live = key.startswith(("sk_live_", "rk_live_"))
         if live and self.stripe_api_base.rstrip("/") != STRIPE_API_BASE:
-            raise ValueError(f"a live Stripe key may only be sent to {STRIPE_API_BASE}")
+            raise ValueError(
+                f"PAYMENTS_STRIPE_SECRET_KEY is a live Stripe key: PAYMENTS_STRIPE_API_BASE must be {STRIPE_API_BASE}"
+            )
         if self.environment == "production" and key == devdefaults.STRIPE_SANDBOX_KEY:
-            raise ValueError("production needs a real Stripe key, not the sandbox's")
+            raise ValueError("PAYMENTS_STRIPE_SECRET_KEY: production needs a real Stripe key, not the sandbox's")
         if self.environment == "production" and self.credits_token.get_secret_value() in devdefaults.PUBLIC_VALUES:
             raise ValueError("PAYMENTS_CREDITS_TOKEN is a public development default")
         if self.outbox_lease_seconds <= 2 * self.credits_deadline_seconds:

@@ -51,7 +51,13 @@ def main(
 
 
 def _serve(settings: S, build: Callable[[S], server.GrpcService]) -> int:
-    server.run(build(settings))
+    try:
+        service = build(settings)
+    except (ValueError, RuntimeError) as error:
+        # A configuration the service refuses (a bad catalog, a schema not migrated): say why, exit 2.
+        print(f"cannot start: {error}", file=sys.stderr)
+        return 2
+    server.run(service)
     return 0
 
 

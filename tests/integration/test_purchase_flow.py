@@ -6,6 +6,7 @@ sandbox through the real `stripe` library.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.purchase_stack import PurchaseStack, pay_on_hosted_page, purchase_stack, settle, wait_for
@@ -138,3 +140,31 @@ def test_admins_list_payments_by_status(stack: PurchaseStack) -> None:
     everyone = stack.http.get("/api/admin/payments", params={"status": "pending"}, headers=admin).json()
     assert unpaid["payment_id"] in [p["id"] for p in everyone["payments"]]
     assert stack.http.get("/api/admin/payments", headers=stack.as_user(buyer)).status_code == 403
+
+
+def test_concurrent_first_purchases_make_one_stripe_customer(stack: PurchaseStack) -> None:
+    buyer = user()
+
+    async def buy_ten() -> list[dict[str, str]]:
+        async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=60) as client:
+
+            async def buy() -> dict[str, str]:
+                response = await client.post(
+                    "/api/stripe/create-checkout-session",
+                    headers={**stack.as_user(buyer), "Idempotency-Key": uuid.uuid4().hex},
+                    json={
+                        "package_id": "credits-100",
+                        "success_url": "http://127.0.0.1/",
+                        "cancel_url": "http://127.0.0.1/",
+                    },
+                )
+                assert response.status_code == 201, response.text
+                body: dict[str, str] = response.json()
+                return body
+
+            return await asyncio.gather(*(buy() for _ in range(10)))
+
+    sessions = asyncio.run(buy_ten())
+    customers = {stack.stripe.v1.checkout.sessions.retrieve(s["checkout_session_id"]).customer for s in sessions}
+    assert len(customers) == 1
+    assert len({s["payment_id"] for s in sessions}) == 10
