@@ -24,8 +24,6 @@ from svckit.errors import AlreadyExists, FailedPrecondition, NotFound, Reason, V
 
 MAX_AMOUNT = 1_000_000_000_000
 MAX_DESCRIPTION = 500
-MAX_PAGE_SIZE = 200
-DEFAULT_PAGE_SIZE = 50
 REFERENCE_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 TRANSFER_ID_PATTERN = re.compile(r"^tr_[0-9a-f]{32}$")
 WALLET_PREFIX = "user:"
@@ -325,11 +323,3 @@ def plan_reversal(
     if policy is ShortfallPolicy.REJECT:
         raise InsufficientCredits(original.user_id, wanted)
     return ReversalPlan(amount=wallet_balance, shortfall=wanted - wallet_balance)
-
-
-def clamp_page_size(page_size: int) -> int:
-    if page_size < 0 or page_size > MAX_PAGE_SIZE:
-        v = Violations()
-        v.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
-        v.raise_if_any()
-    return page_size or DEFAULT_PAGE_SIZE

@@ -15,6 +15,7 @@ from svckit.actors import Actor
 from svckit.db import run_transaction
 from svckit.errors import Aborted, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
+from svckit.pagination import clamp_page_size, take_page
 
 R = TypeVar("R")
 
@@ -58,11 +59,10 @@ class CreditsService:
     def list_entries(self, actor: Actor, user_id: str, page_size: int, before_id: int | None) -> domain.EntriesPage:
         domain.check_user_id(user_id)
         actor.require_access_to_user(user_id)
-        limit = domain.clamp_page_size(page_size)
+        limit = clamp_page_size(page_size)
         # One extra row tells whether another page follows.
-        rows = self._read(lambda repo: repo.list_entries(user_id, before_id, limit + 1))
-        page = rows[:limit]
-        return domain.EntriesPage(entries=page, next_before_id=page[-1].id if len(rows) > limit else None)
+        page, last = take_page(self._read(lambda repo: repo.list_entries(user_id, before_id, limit + 1)), limit)
+        return domain.EntriesPage(entries=page, next_before_id=last.id if last else None)
 
     def get_transfer(self, actor: Actor, *, transfer_id: str = "", reference: str = "") -> domain.Transfer:
         if bool(transfer_id) == bool(reference):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
-def fault_injector(point_to_fail: str):  # type: ignore[no-untyped-def]
+def fault_injector(point_to_fail: str) -> Callable[[str], None]:
     """SIGKILL this process when the named point is reached (tests only; settings refuse it elsewhere)."""
 
     def reach(point: str) -> None:

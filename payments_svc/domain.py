@@ -171,6 +171,39 @@ class Payment:
     credit_shortfall: int = 0
     history: list[StatusChange] = field(default_factory=list)
 
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        user_id: str,
+        package_id: str,
+        credits: int,
+        amount_minor: int,
+        currency: str,
+        flow: PaymentFlow,
+        source: str,
+        at: datetime,
+        stripe_checkout_session_id: str | None = None,
+        stripe_payment_intent_id: str | None = None,
+    ) -> Payment:
+        """A payment not paid yet, its history starting with `source` ("api" or the event that revealed it)."""
+        return cls(
+            id=id,
+            user_id=user_id,
+            package_id=package_id,
+            credits=credits,
+            amount_minor=amount_minor,
+            currency=currency,
+            flow=flow,
+            status=PaymentStatus.PENDING,
+            created_at=at,
+            updated_at=at,
+            stripe_checkout_session_id=stripe_checkout_session_id,
+            stripe_payment_intent_id=stripe_payment_intent_id,
+            history=[StatusChange(PaymentStatus.PENDING, source, at)],
+        )
+
     @property
     def refundable_minor(self) -> int:
         return self.amount_minor - self.amount_refunded_minor

@@ -138,6 +138,12 @@ class PaymentsRepository:
                     return _payment(row, [])
         return None
 
+    def knows_intent(self, payment_intent_id: str) -> bool:
+        found = self.conn.execute(
+            select(payments.c.id).where(payments.c.stripe_payment_intent_id == payment_intent_id)
+        ).first()
+        return found is not None
+
     def _history(self, payment_id: str) -> list[domain.StatusChange]:
         rows = self.conn.execute(self.sql.history, {"pid": payment_id})
         return [domain.StatusChange(domain.PaymentStatus(r.status), r.source, r.created_at) for r in rows]

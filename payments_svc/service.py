@@ -27,10 +27,11 @@ from payments_svc.stripe_events import EventFacts, MalformedEvent, Origin, facts
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
 from svckit.actors import Actor
 from svckit.db import run_transaction
-from svckit.errors import InvalidArgument, Violations
+from svckit.errors import InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
 from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox
 from svckit.outbox import Outbox
+from svckit.pagination import clamp_page_size, take_page
 
 log = logging.getLogger(__name__)
 # How long a create call may stay between its two steps before a retry takes it over.
@@ -116,11 +117,7 @@ class PaymentsService:
             actor.require_access_to_user(user_id)
         else:
             actor.require_privileged("list everyone's payments")
-        if not 0 <= page_size <= 200:
-            v = Violations()
-            v.add("page_size", "must be between 0 and 200 (0 means 50)")
-            v.raise_if_any()
-        limit = page_size or 50
+        limit = clamp_page_size(page_size)
         rows = run_transaction(
             self.engine,
             lambda conn: PaymentsRepository(conn).list(
@@ -128,8 +125,7 @@ class PaymentsService:
             ),
             read_only=True,
         )
-        page = rows[:limit]
-        last = page[-1] if len(rows) > limit else None
+        page, last = take_page(rows, limit)
         return PaymentsPage(page, (last.created_at, last.id) if last else None)
 
     # --- buying -----------------------------------------------------------------------
@@ -223,8 +219,8 @@ class PaymentsService:
         session_id: str | None,
         intent_id: str | None,
     ) -> domain.Payment:
-        repo, now = PaymentsRepository(conn), self.clock()
-        payment = domain.Payment(
+        repo = PaymentsRepository(conn)
+        payment = domain.Payment.new(
             id=request.payment_id,
             user_id=request.user_id,
             package_id=request.package_id,
@@ -232,12 +228,10 @@ class PaymentsService:
             amount_minor=request.amount_minor,
             currency=request.currency,
             flow=flow,
-            status=domain.PaymentStatus.PENDING,
-            created_at=now,
-            updated_at=now,
+            source="api",
+            at=self.clock(),
             stripe_checkout_session_id=session_id,
             stripe_payment_intent_id=intent_id,
-            history=[domain.StatusChange(domain.PaymentStatus.PENDING, "api", now)],
         )
         if not repo.add_payment(payment):
             # A Stripe event recorded the payment first (from the metadata we sent): keep that one.
@@ -361,15 +355,10 @@ class PaymentsService:
         """Charge events name only the payment intent; ask Stripe whose it is when we don't know it."""
         if facts.payment_id or facts.origin or not facts.payment_intent_id:
             return facts
-        known = run_transaction(
-            self.engine,
-            lambda conn: PaymentsRepository(conn).find(
-                payment_id=None, checkout_session_id=None, payment_intent_id=facts.payment_intent_id
-            ),
-        )
-        if known is not None:
+        intent_id = facts.payment_intent_id
+        if run_transaction(self.engine, lambda conn: PaymentsRepository(conn).knows_intent(intent_id), read_only=True):
             return facts
-        metadata, amount, currency = self.provider.payment_intent_metadata(facts.payment_intent_id)
+        metadata, amount, currency = self.provider.payment_intent_metadata(intent_id)
         origin = origin_from_metadata(metadata, amount, currency, domain.PaymentFlow.PAYMENT_INTENT)
         payment_id = origin.payment_id if origin else None
         return EventFacts(payment_id, facts.checkout_session_id, facts.payment_intent_id, facts.report, origin)
@@ -379,8 +368,7 @@ class PaymentsService:
         package = self.catalog.package(origin.package_id)
         if package is None or package.credits != origin.credits:
             log.warning("event %s names package %s that the catalog does not match", event_id, origin.package_id)
-        now = self.clock()
-        payment = domain.Payment(
+        return domain.Payment.new(
             id=origin.payment_id,
             user_id=origin.user_id,
             package_id=origin.package_id,
@@ -388,12 +376,9 @@ class PaymentsService:
             amount_minor=origin.amount_minor,
             currency=origin.currency,
             flow=origin.flow,
-            status=domain.PaymentStatus.PENDING,
-            created_at=now,
-            updated_at=now,
-            history=[domain.StatusChange(domain.PaymentStatus.PENDING, event_id, now)],
+            source=event_id,
+            at=self.clock(),
         )
-        return payment
 
     def _apply(
         self,

@@ -200,35 +200,6 @@ class IdempotencyStore:
 
     # --- calls that reach an external system (Stripe) between two transactions ---------
 
-    def begin(self, engine: Engine, call: IdempotentCall, *, stale_after: timedelta) -> Outcome | None:
-        """Step one: claim the key in a transaction of its own, before the external call.
-
-        None: the caller holds the key; make the external call (with an
-        idempotency key of its own derived from this one), then `finish` in the
-        transaction that records its result, or `abandon` if it failed. An
-        Outcome: a replay of the completed call.
-        """
-
-        def work(conn: Connection) -> Outcome | None:
-            stored = self.claim(conn, call, stale_after=stale_after)
-            return None if stored is None else Outcome(stored, replayed=True)
-
-        return run_transaction(engine, work)
-
-    def finish(self, conn: Connection, call: IdempotentCall, response: bytes) -> Outcome:
-        """Step two, inside the transaction that records the external call's result."""
-        self.complete(conn, call, response)
-        return Outcome(response, replayed=False)
-
-    def abandon(self, engine: Engine, call: IdempotentCall) -> None:
-        """Release a key whose external call failed, so that a retry runs afresh."""
-        t = self.table
-
-        def work(conn: Connection) -> None:
-            conn.execute(delete(t).where(t.c.caller == call.caller, t.c.key == call.key, t.c.state == IN_FLIGHT))
-
-        run_transaction(engine, work)
-
     def around_external_call(
         self,
         engine: Engine,
@@ -238,16 +209,42 @@ class IdempotencyStore:
         external: Callable[[], R],
         record: Callable[[Connection, R], bytes],
     ) -> Outcome:
-        """Both steps: claim the key, make the external call, record its result and response in one transaction."""
-        replay = self.begin(engine, call, stale_after=stale_after)
-        if replay is not None:
-            return replay
+        """A call that must not hold a transaction open while it reaches an external system.
+
+        Step one claims the key in a transaction of its own (a key left in flight
+        longer than `stale_after` by a holder that died is taken over); then
+        `external` runs, with an idempotency key of its own derived from this
+        one; step two records its result and the response (`record`) in one
+        transaction. If `external` fails, the key is released so that a retry
+        runs afresh. A completed key replays its stored response.
+        """
+
+        def claim(conn: Connection) -> bytes | None:
+            return self.claim(conn, call, stale_after=stale_after)
+
+        stored = run_transaction(engine, claim)
+        if stored is not None:
+            return Outcome(stored, replayed=True)
         try:
             result = external()
         except BaseException:
-            self.abandon(engine, call)
+            self._release(engine, call)
             raise
-        return run_transaction(engine, lambda conn: self.finish(conn, call, record(conn, result)))
+
+        def finish(conn: Connection) -> Outcome:
+            response = record(conn, result)
+            self.complete(conn, call, response)
+            return Outcome(response, replayed=False)
+
+        return run_transaction(engine, finish)
+
+    def _release(self, engine: Engine, call: IdempotentCall) -> None:
+        t = self.table
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(t).where(t.c.caller == call.caller, t.c.key == call.key, t.c.state == IN_FLIGHT))
+
+        run_transaction(engine, work)
 
     def purge(self, engine: Engine, retention: timedelta) -> int:
         """Delete records older than `retention`; returns how many went."""

@@ -1,9 +1,9 @@
 """The inbox: every Stripe event a service received, with what became of it.
 
 Recorded in the same transaction as the event's effect, keyed by the event id,
-so the log of webhook events is exactly the log of what was applied. Admins
-list it; an event can be re-driven by sending it again (its idempotency record
-makes that safe).
+so the log of webhook events is exactly the log of what was applied: what each
+event did (processed), or why it did nothing (ignored, rejected), with the
+payload as Stripe sent it.
 """
 
 from __future__ import annotations

@@ -125,7 +125,9 @@ class Outbox:
             .order_by(t.c.id)
             .limit(bindparam("batch"))
         )
-        self._lease = update(t).where(t.c.id == bindparam("message")).values(lease_until=bindparam("until"))
+        self._lease = (
+            update(t).where(t.c.id.in_(bindparam("messages", expanding=True))).values(lease_until=bindparam("until"))
+        )
         self._sent = (
             update(t)
             .where(t.c.id == bindparam("message"))
@@ -169,16 +171,13 @@ class Outbox:
             stmt = self._due
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=self.table)
+            # The query returns only the oldest pending message of each aggregate.
             rows = conn.execute(stmt, {"now": now, "batch": batch}).all()
-            taken: list[Message] = []
-            seen: set[str] = set()
-            for row in rows:
-                if row.aggregate in seen:
-                    continue
-                seen.add(row.aggregate)
-                conn.execute(self._lease, {"message": row.id, "until": now + lease})
-                taken.append(Message(row.id, row.key, row.kind, row.aggregate, json.loads(row.payload), row.attempts))
-            return taken
+            if rows:
+                conn.execute(self._lease, {"messages": [row.id for row in rows], "until": now + lease})
+            return [
+                Message(row.id, row.key, row.kind, row.aggregate, json.loads(row.payload), row.attempts) for row in rows
+            ]
 
         return run_transaction(engine, work)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from svckit.errors import FieldViolation, InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+T = TypeVar("T")
 
 
 def encode_page_token(position: dict[str, Any]) -> str:
@@ -34,3 +38,18 @@ def decode_int_position(token: str, key: str, *, field: str = "page_token") -> i
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise InvalidArgument.from_violations([FieldViolation(field, "not a page token this service issued")])
+
+
+def clamp_page_size(page_size: int) -> int:
+    """The number of rows a list call returns: 1 to 200, 0 meaning 50; INVALID_ARGUMENT otherwise."""
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument.from_violations(
+            [FieldViolation("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")]
+        )
+    return page_size or DEFAULT_PAGE_SIZE
+
+
+def take_page(rows: list[T], limit: int) -> tuple[list[T], T | None]:
+    """A page from `limit + 1` rows read, and the row to continue after (None on the last page)."""
+    page = rows[:limit]
+    return page, (page[-1] if len(rows) > limit else None)

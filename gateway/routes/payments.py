@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from billing.payments.v1 import payments_pb2 as pb
-from gateway.auth import TokenVerifier
+from gateway.auth import Principal, TokenVerifier
 from gateway.grpc_clients import Backends, Caller
 from gateway.openapi import Operation, Reply
 from gateway.payment_schemas import (
@@ -115,16 +115,15 @@ def operations(
         query = parse_query(request.query_params, PaymentsQuery)
         user_id = query.user_id or who.user_id
         who.require_access_to_user(user_id)
-        return await _list(request, user_id, query)
+        return await _list(who, user_id, query)
 
     async def list_all_payments(request: Request) -> Response:
         who = principal(request, verifier)
         who.require_admin()
         query = parse_query(request.query_params, PaymentsQuery)
-        return await _list(request, query.user_id or "", query)
+        return await _list(who, query.user_id or "", query)
 
-    async def _list(request: Request, user_id: str, query: PaymentsQuery) -> Response:
-        who = principal(request, verifier)
+    async def _list(who: Principal, user_id: str, query: PaymentsQuery) -> Response:
         reply = await backends.call(
             backends.payments.ListPayments,
             pb.ListPaymentsRequest(

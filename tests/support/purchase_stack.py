@@ -8,7 +8,6 @@ gateway once it listens.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,7 +24,7 @@ from svckit.db import make_engine
 from tests.support.databases import postgres_database
 from tests.support.gateway import GatewayProcess, bearer, refused_target
 from tests.support.processes import ServiceProcess, credits_process
-from tests.support.stripe_sandbox import SandboxProcess
+from tests.support.stripe_sandbox import SandboxProcess, wait_until
 
 T = TypeVar("T")
 SANDBOX_KEY = devdefaults.STRIPE_SANDBOX_KEY
@@ -41,14 +40,7 @@ def payments_process(database_url: str, workdir: Path, **settings: str) -> Servi
 
 def wait_for(condition: Callable[[], T | None], what: str, seconds: float = WAIT_SECONDS) -> T:
     """Poll until `condition` returns something truthy; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(condition, timeout=seconds, interval=0.05, what=what)
 
 
 @dataclass

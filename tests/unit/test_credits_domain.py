@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from credits_svc import domain
 from svckit.errors import InvalidArgument
+from svckit.pagination import DEFAULT_PAGE_SIZE, clamp_page_size
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -115,12 +116,12 @@ def test_the_ledger_report_is_balanced_only_when_every_rule_holds() -> None:
     assert not domain.LedgerReport(1, 1, 0, [], [], ["user:a"]).balanced
 
 
-@pytest.mark.parametrize(("size", "expected"), [(0, domain.DEFAULT_PAGE_SIZE), (1, 1), (200, 200)])
+@pytest.mark.parametrize(("size", "expected"), [(0, DEFAULT_PAGE_SIZE), (1, 1), (200, 200)])
 def test_page_sizes(size: int, expected: int) -> None:
-    assert domain.clamp_page_size(size) == expected
+    assert clamp_page_size(size) == expected
 
 
 @pytest.mark.parametrize("size", [-1, 201])
 def test_page_sizes_out_of_range_are_invalid(size: int) -> None:
     with pytest.raises(InvalidArgument):
-        domain.clamp_page_size(size)
+        clamp_page_size(size)
