@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine
 from credits_svc import domain
 from credits_svc.repository import LedgerRepository
 from svckit.actors import Actor
+from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import Aborted, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
@@ -22,10 +23,6 @@ R = TypeVar("R")
 
 def new_transfer_id() -> str:
     return "tr_" + uuid.uuid4().hex
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _record(repo: LedgerRepository, transfer: domain.Transfer, balance: int) -> domain.TransferResult:

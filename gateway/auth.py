@@ -55,11 +55,11 @@ class Principal:
         if not self.is_admin:
             raise Problem(403, Reason.PERMISSION_DENIED, "this endpoint needs the admin role")
 
-    def require_access_to_user(self, user_id: str) -> None:
-        """Users reach only their own wallet; admins reach anyone's."""
+    def require_access_to_user(self, user_id: str, what: str = "wallet") -> None:
+        """Users reach only their own wallet (or `what`); admins reach anyone's."""
         self.require_role()
         if user_id != self.user_id and not self.is_admin:
-            raise Problem(403, Reason.PERMISSION_DENIED, "a user may read only their own wallet")
+            raise Problem(403, Reason.PERMISSION_DENIED, f"a user may read only their own {what}")
 
 
 class InvalidToken(Exception):

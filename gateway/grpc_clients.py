@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from billing.payments.v1 import payments_pb2, payments_pb2_grpc
-from billing.subscriptions.v1 import subscriptions_pb2
+from billing.subscriptions.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 from gateway.config import GatewaySettings
 from gateway.problems import problem_from_rpc
 from svckit.grpc_errors import RpcErrorDetails
@@ -123,6 +123,7 @@ class Backends:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._credits: credits_pb2_grpc.CreditsServiceAsyncStub | None = None
         self._payments: payments_pb2_grpc.PaymentsServiceAsyncStub | None = None
+        self._subscriptions: subscriptions_pb2_grpc.SubscriptionsServiceAsyncStub | None = None
 
     async def open(self) -> None:
         """Create the channels; they connect on first use and reconnect on their own."""
@@ -130,9 +131,11 @@ class Backends:
             self._channels[name] = grpc.aio.insecure_channel(target, options=channel_options(SERVICE_NAMES[name]))
         self._credits = credits_pb2_grpc.CreditsServiceStub(self._channels["credits"])
         self._payments = payments_pb2_grpc.PaymentsServiceStub(self._channels["payments"])
+        self._subscriptions = subscriptions_pb2_grpc.SubscriptionsServiceStub(self._channels["subscriptions"])
 
     async def close(self) -> None:
-        channels, self._channels, self._credits, self._payments = list(self._channels.values()), {}, None, None
+        channels, self._channels = list(self._channels.values()), {}
+        self._credits, self._payments, self._subscriptions = None, None, None
         await asyncio.gather(*(channel.close(grace=None) for channel in channels))
 
     def _channel(self, name: str) -> grpc.aio.Channel:
@@ -152,6 +155,12 @@ class Backends:
         if self._payments is None:
             raise NotOpen
         return self._payments
+
+    @property
+    def subscriptions(self) -> subscriptions_pb2_grpc.SubscriptionsServiceAsyncStub:
+        if self._subscriptions is None:
+            raise NotOpen
+        return self._subscriptions
 
     def metadata(self, caller: Caller) -> tuple[tuple[str, str], ...]:
         pairs = [

@@ -1,10 +1,11 @@
 """The API's operations, and the OpenAPI 3.1 document built from them.
 
 Each endpoint is declared once, as an `Operation`: the route Starlette serves
-and everything the document says about it (parameters from the query model,
-the request body and every response from the pydantic models in
-`gateway.schemas`, the problem+json errors it can answer). So every served
-route is documented, and the documented shapes are the validated ones.
+and everything the document says about it (parameters from the path and query
+models, the request body and every response from the pydantic models in
+`gateway.schemas` and its siblings, a `oneOf` where a body has several shapes,
+the problem+json errors it can answer). So every served route is documented,
+and the documented shapes are the validated ones.
 """
 
 from __future__ import annotations
@@ -41,12 +42,19 @@ PROBLEM_DESCRIPTIONS: Mapping[int, str] = {
     401: "No bearer token, or an invalid or expired one.",
     403: "The caller's roles do not allow this.",
     404: "Not found.",
-    409: "Conflict: the reference is already used, or a request with this Idempotency-Key is still in flight.",
+    409: (
+        "Conflict: the reference is already used, a request with this Idempotency-Key is still in flight, a "
+        "subscription in the plan's family already exists (SUBSCRIPTION_EXISTS), or the subscription's current "
+        "state, named in `detail`, does not allow the change (SUBSCRIPTION_STATE)."
+    ),
     413: "The request body is larger than the gateway accepts.",
     415: "The request body is not application/json.",
     422: "The Idempotency-Key was already used with a different request.",
     500: "Internal error; quote the request id.",
-    503: "A service is unavailable; retry after the Retry-After seconds.",
+    503: (
+        "A service is unavailable, or the plan has no Stripe price yet (PLAN_NOT_SYNCED); retry after the "
+        "Retry-After seconds."
+    ),
     504: "A service did not answer in time.",
 }
 PROBLEM_HEADERS: Mapping[int, Sequence[str]] = {
@@ -67,13 +75,23 @@ HEADERS: Mapping[str, dict[str, Any]] = {
 }
 
 
+# One model, or several: the body is exactly one of them (a JSON Schema `oneOf`).
+Models = type[BaseModel] | tuple[type[BaseModel], ...]
+
+
+def _each(models: Models | None) -> tuple[type[BaseModel], ...]:
+    if models is None:
+        return ()
+    return models if isinstance(models, tuple) else (models,)
+
+
 @dataclass(frozen=True)
 class Reply:
     """A successful response an operation can give."""
 
     status: int
     description: str
-    model: type[BaseModel] | None = None
+    model: Models | None = None
     schema: Mapping[str, Any] | None = None  # instead of a model
     headers: Sequence[str] = ()
 
@@ -89,8 +107,10 @@ class Operation:
     tags: Sequence[str] = ()
     description: str = ""
     authenticated: bool = True
+    path_parameters: type[BaseModel] | None = None  # documents (and the handler validates) the path's {names}
     query: type[BaseModel] | None = None
-    body: type[BaseModel] | None = None
+    body: Models | None = None
+    body_required: bool = True
     idempotency_key: bool = False
     problems: Sequence[int] = ()
 
@@ -105,16 +125,21 @@ def _schemas(operations: Sequence[Operation]) -> tuple[Mapping[Any, dict[str, An
     """JSON Schema references to each model (keyed by model and mode), and the schemas themselves."""
     models: dict[ModelKey, None] = {(ProblemDetails, "serialization"): None}
     for op in operations:
-        if op.body is not None:
-            models[(op.body, "validation")] = None
+        for body in _each(op.body):
+            models[(body, "validation")] = None
         for reply in op.replies:
-            if reply.model is not None:
-                models[(reply.model, "serialization")] = None
+            for model in _each(reply.model):
+                models[(model, "serialization")] = None
     refs, top = models_json_schema(list(models), ref_template=SCHEMA_REF)
     return refs, top.get("$defs", {})
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+def _content_schema(models: Models, mode: JsonSchemaMode, refs: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
+    each = [refs[(model, mode)] for model in _each(models)]
+    return each[0] if len(each) == 1 else {"oneOf": each}
+
+
+def _query_parameters(model: type[BaseModel], where: Literal["query", "path"] = "query") -> list[dict[str, Any]]:
     schema = model.model_json_schema(mode="validation", ref_template=SCHEMA_REF)
     required = set(schema.get("required", ()))
     parameters = []
@@ -129,15 +154,19 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         if prop.get("default") is None:
             prop.pop("default", None)
         parameters.append(
-            {"name": name, "in": "query", "required": name in required, "description": description, "schema": prop}
+            {"name": name, "in": where, "required": name in required, "description": description, "schema": prop}
         )
     return parameters
 
 
-def _path_parameters(path: str) -> list[dict[str, Any]]:
+def _path_parameters(op: Operation) -> list[dict[str, Any]]:
+    names = re.findall(r"{(\w+)}", op.path)
+    if op.path_parameters is not None:
+        parameters = _query_parameters(op.path_parameters, "path")
+        assert sorted(p["name"] for p in parameters) == sorted(names), f"{op.operation_id}: path parameters"
+        return parameters
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 255}}
-        for name in re.findall(r"{(\w+)}", path)
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 255}} for name in names
     ]
 
 
@@ -164,7 +193,7 @@ def _responses(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
     responses: dict[str, Any] = {}
     for reply in op.replies:
         response: dict[str, Any] = {"description": reply.description, "headers": _headers(reply.headers)}
-        schema = refs[(reply.model, "serialization")] if reply.model is not None else reply.schema
+        schema = _content_schema(reply.model, "serialization", refs) if reply.model is not None else reply.schema
         if schema is not None:
             response["content"] = {JSON_MEDIA_TYPE: {"schema": schema}}
         responses[str(reply.status)] = response
@@ -188,7 +217,7 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
             "summary": op.summary,
             "tags": list(op.tags),
             "parameters": [
-                *_path_parameters(op.path),
+                *_path_parameters(op),
                 *(_query_parameters(op.query) if op.query else []),
                 *_header_parameters(op),
             ],
@@ -199,8 +228,8 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
             entry["description"] = op.description
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
-                "content": {JSON_MEDIA_TYPE: {"schema": refs[(op.body, "validation")]}},
+                "required": op.body_required,
+                "content": {JSON_MEDIA_TYPE: {"schema": _content_schema(op.body, "validation", refs)}},
             }
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {

@@ -11,6 +11,10 @@ with these overrides (`STATUS_BY_REASON` and `problem_from_rpc`):
 
 - IDEMPOTENCY_KEY_REUSED → 422: the key was used with another request (IETF Idempotency-Key draft);
 - IDEMPOTENCY_KEY_IN_FLIGHT → 409: the first request with that key has not finished; retry later;
+- SUBSCRIPTION_EXISTS → 409: a live subscription (or an open checkout) in the plan's family already exists;
+- SUBSCRIPTION_STATE → 409 (not FAILED_PRECONDITION's 400): the subscription's current state, which
+  the service's message names, does not allow the change;
+- PLAN_NOT_SYNCED → 503 with `Retry-After`: the plan has no Stripe price until an operator syncs the catalog;
 - UNAVAILABLE → 503 with `Retry-After`;
 - UNAUTHENTICATED from a service → 500: services authenticate the gateway, never the end
   user, so it means the gateway's own credential was refused; the caller can do nothing about it;
@@ -64,6 +68,9 @@ class Reason(enum.StrEnum):
     DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
+    SUBSCRIPTION_EXISTS = "SUBSCRIPTION_EXISTS"
+    SUBSCRIPTION_STATE = "SUBSCRIPTION_STATE"
+    PLAN_NOT_SYNCED = "PLAN_NOT_SYNCED"
 
 
 TITLES: Mapping[str, str] = {
@@ -81,6 +88,9 @@ TITLES: Mapping[str, str] = {
     Reason.DEADLINE_EXCEEDED: "A service took too long to answer",
     Reason.INTERNAL: "Internal error",
     Reason.NOT_IMPLEMENTED: "Not implemented yet",
+    Reason.SUBSCRIPTION_EXISTS: "A subscription in this plan family already exists",
+    Reason.SUBSCRIPTION_STATE: "The subscription's state does not allow this",
+    Reason.PLAN_NOT_SYNCED: "The plan is not on sale at Stripe yet",
     "INSUFFICIENT_CREDITS": "The wallet holds too few credits",
     "DUPLICATE_REFERENCE": "A transfer with this reference already exists",
 }
@@ -110,7 +120,14 @@ STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = {
 STATUS_BY_REASON: Mapping[str, int] = {
     Reason.IDEMPOTENCY_KEY_REUSED: 422,
     Reason.IDEMPOTENCY_KEY_IN_FLIGHT: 409,
+    Reason.SUBSCRIPTION_EXISTS: 409,
+    Reason.SUBSCRIPTION_STATE: 409,
+    Reason.PLAN_NOT_SYNCED: 503,
 }
+# Service reasons a 5xx keeps (with HIDDEN_DETAIL's text, not the service's message).
+SHOWN_SERVER_REASONS = frozenset({Reason.PLAN_NOT_SYNCED})
+# Seconds to wait before retrying a plan that is not synced: an operator has to act.
+PLAN_SYNC_RETRY_AFTER_SECONDS = 60
 
 # The reason reported when the service gave none (or when its own must not show).
 REASON_BY_CODE: Mapping[grpc.StatusCode, Reason] = {
@@ -133,6 +150,7 @@ HIDDEN_DETAIL: Mapping[Reason, str] = {
     Reason.NOT_IMPLEMENTED: "this operation is not available yet",
     Reason.DEPENDENCY_UNAVAILABLE: "a service this request needs is unavailable; retry later",
     Reason.DEADLINE_EXCEEDED: "a service this request needs did not answer in time; retry later",
+    Reason.PLAN_NOT_SYNCED: "this plan has no Stripe price yet; retry later",
 }
 
 
@@ -197,10 +215,14 @@ def problem_from_rpc(error: RpcErrorDetails, request_id: str) -> Problem:
         return internal_error(request_id)
     status = http_status(error.code, error.reason)
     if status >= 500:
-        hidden = REASON_BY_CODE.get(error.code, Reason.INTERNAL)
-        if hidden is Reason.INTERNAL:
+        if error.reason in SHOWN_SERVER_REASONS:
+            hidden = Reason(error.reason)
+        else:
+            hidden = REASON_BY_CODE.get(error.code, Reason.INTERNAL)
+        if hidden not in HIDDEN_DETAIL:
             return internal_error(request_id)
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
+        retry_after = PLAN_SYNC_RETRY_AFTER_SECONDS if hidden is Reason.PLAN_NOT_SYNCED else RETRY_AFTER_SECONDS
+        headers = {"Retry-After": str(retry_after)} if status == 503 else {}
         return Problem(status, hidden, HIDDEN_DETAIL[hidden], headers=headers)
     reason = error.reason or REASON_BY_CODE.get(error.code, Reason.INTERNAL)
     errors = [FieldError(field=v.field, message=v.description) for v in error.violations]

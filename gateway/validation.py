@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, from_json
 from starlette.requests import Request
 
 from gateway.problems import Problem, Reason
@@ -69,6 +69,38 @@ def parse_query(query: Mapping[str, str], model: type[M]) -> M:
         raise invalid(field_errors(error), "query parameters") from error
 
 
+def parse_path(params: Mapping[str, object], model: type[M]) -> M:
+    """The path parameters, checked against `model` (a 400 naming each bad one)."""
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as error:
+        raise invalid(field_errors(error), "path parameters") from error
+
+
+def parse_one_of(raw: bytes, variants: Mapping[str, type[BaseModel]]) -> BaseModel:
+    """A body of one of several shapes, told apart by which one of `variants`' keys (field names) it carries.
+
+    Exactly one of those fields must be present: a 400 names them when none or several are.
+    The chosen shape is then validated as `parse_body` does.
+    """
+    names = list(variants)
+    try:
+        document = from_json(raw)
+    except ValueError:
+        document = None  # parse_body below reports the syntax error
+    if not isinstance(document, dict):
+        return parse_body(raw, variants[names[0]])
+    present = [name for name in names if name in document]
+    if len(present) == 1:
+        return parse_body(raw, variants[present[0]])
+    choice = " or ".join(names)
+    if present:
+        errors = [FieldError(field=name, message=f"send only one of {choice}") for name in present]
+    else:
+        errors = [FieldError(field=name, message=f"required: send {choice}") for name in names]
+    raise invalid(errors, "request body")
+
+
 def require_json(content_type: str | None) -> None:
     media_type = (content_type or "").partition(";")[0].strip().lower()
     if media_type != JSON_MEDIA_TYPE:
@@ -97,6 +129,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def json_body(request: Request, model: type[M], limit: int) -> M:
     require_json(request.headers.get("content-type"))
     return parse_body(await read_body(request, limit), model)
+
+
+async def optional_json_body(request: Request, model: type[M], limit: int) -> M:
+    """Like `json_body`, but an empty body (of any or no content type) is `model`'s defaults."""
+    raw = await read_body(request, limit)
+    if not raw:
+        return parse_body(b"{}", model)
+    require_json(request.headers.get("content-type"))
+    return parse_body(raw, model)
 
 
 def idempotency_key(request: Request) -> str:

@@ -18,12 +18,13 @@ from payments_svc.credits_relay import CreditsRelay, CreditsTarget
 from payments_svc.grpc_server import SERVICE_NAME, PaymentsServicer
 from payments_svc.models import idempotency_records, outbox_messages, stripe_events
 from payments_svc.service import PaymentsService
-from payments_svc.stripe_provider import StripePaymentProvider, StripeSettings
+from payments_svc.stripe_provider import StripePaymentProvider
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
 from svckit.outbox import Outbox, OutboxRelay, RelaySettings
 from svckit.server import GrpcService, ServiceDefinition
+from svckit.stripe_client import StripeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def build(settings: PaymentsSettings) -> GrpcService:
             api_version=settings.stripe_api_version,
             max_network_retries=settings.stripe_max_network_retries,
             timeout_seconds=settings.stripe_timeout_seconds,
-        )
+        ),
+        test_clocks=settings.stripe_test_clocks,
     )
     credits = CreditsRelay(
         CreditsTarget(

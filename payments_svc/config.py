@@ -29,6 +29,9 @@ class PaymentsSettings(ServiceSettings):
     stripe_api_version: str = stripe.api_version
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # Test mode only: every new Stripe customer gets its own test clock, so that tests
+    # can advance time for that customer's subscriptions (renewals, trials, retries).
+    stripe_test_clocks: bool = False
 
     catalog_file: Path = DEFAULT_CATALOG
 
@@ -64,6 +67,8 @@ class PaymentsSettings(ServiceSettings):
             raise ValueError("PAYMENTS_CREDITS_TOKEN is a public development default")
         if self.outbox_lease_seconds <= 2 * self.credits_deadline_seconds:
             raise ValueError("PAYMENTS_OUTBOX_LEASE_SECONDS must exceed twice PAYMENTS_CREDITS_DEADLINE_SECONDS")
+        if self.stripe_test_clocks and (live or self.environment == "production"):
+            raise ValueError("PAYMENTS_STRIPE_TEST_CLOCKS is for test mode only (a test key, not production)")
         if self.fault_injection and self.environment != "test":
             raise ValueError("PAYMENTS_FAULT_INJECTION is allowed only with PAYMENTS_ENVIRONMENT=test")
         return self

@@ -8,9 +8,7 @@ even a grant asked for under another key cannot credit a payment twice.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
@@ -19,26 +17,11 @@ from sqlalchemy import Connection
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from payments_svc.repository import PaymentsRepository
 from svckit.outbox import AfterSent, Handler, Message, PermanentFailure
+from svckit.service_client import PERMANENT, ServiceTarget, call_metadata
 
 GRANT = "credits.grant"
 REVERSE = "credits.reverse"
-# Refusals that retrying cannot change.
-PERMANENT = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
-
-
-@dataclass(frozen=True)
-class CreditsTarget:
-    address: str
-    token: str
-    deadline_seconds: float
+CreditsTarget = ServiceTarget
 
 
 class CreditsRelay:
@@ -61,14 +44,7 @@ class CreditsRelay:
         return self._stub
 
     def _metadata(self, key: str | None = None) -> tuple[tuple[str, str], ...]:
-        pairs = [
-            ("authorization", f"Bearer {self.target.token}"),
-            ("x-actor", "service:payments"),
-            ("x-request-id", uuid.uuid4().hex),
-        ]
-        if key is not None:
-            pairs.append(("idempotency-key", key))
-        return tuple(pairs)
+        return call_metadata(self.target.token, "payments", key)
 
     async def grant(self, message: Message) -> AfterSent:
         payload = message.payload

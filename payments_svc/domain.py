@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from svckit.actors import ID_PATTERN
 from svckit.errors import FailedPrecondition, NotFound, Reason, Violations
@@ -28,7 +27,6 @@ PACKAGE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PAYMENT_ID_PATTERN = re.compile(r"^pay_[0-9a-f]{32}$")
 # Stripe's largest amount for most currencies (eight digits of minor units).
 MAX_AMOUNT_MINOR = 99_999_999
-MAX_URL_LENGTH = 2048
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
 
@@ -310,16 +308,6 @@ class RefundExceedsRemaining(FailedPrecondition):
         )
 
 
-class ProviderRejected(FailedPrecondition):
-    reason = Reason.PAYMENT_PROVIDER_REJECTED
-
-
-def _check_url(v: Violations, name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.netloc:
-        v.add(name, "required: an absolute http(s) URL")
-
-
 @dataclass(frozen=True)
 class BuyPackage:
     user_id: str
@@ -338,8 +326,8 @@ class BuyPackage:
         if self.currency and not CURRENCY_PATTERN.match(self.currency):
             v.add("currency", "a lower-case ISO 4217 code, e.g. usd")
         if checkout:
-            _check_url(v, "success_url", self.success_url)
-            _check_url(v, "cancel_url", self.cancel_url)
+            v.check_url("success_url", self.success_url)
+            v.check_url("cancel_url", self.cancel_url)
         v.raise_if_any()
 
 

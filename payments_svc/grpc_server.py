@@ -14,7 +14,7 @@ from payments_svc import domain
 from payments_svc.service import CheckoutCreated, IntentCreated, PaymentsService, RefundCreated
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.pagination import decode_page_token, encode_page_token
-from svckit.server import current_call, in_thread
+from svckit.server import apply_stripe_event, current_call, in_thread
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentsService"].full_name
 
@@ -181,23 +181,11 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         call.mark_replayed(outcome.replayed)
         return pb.RefundResponse.FromString(outcome.response)
 
+    async def EnsureCustomer(self, request: pb.EnsureCustomerRequest, context: Any) -> pb.EnsureCustomerResponse:
+        customer = await in_thread(self.service.ensure_customer, current_call().actor, request.user_id)
+        return pb.EnsureCustomerResponse(stripe_customer_id=customer)
+
     async def HandleStripeEvent(
         self, request: pb.HandleStripeEventRequest, context: Any
     ) -> pb.HandleStripeEventResponse:
-        call = current_call()
-
-        def encode(handled: bool) -> bytes:
-            return _serialize(pb.HandleStripeEventResponse(handled=handled))
-
-        outcome = await in_thread(
-            self.service.handle_event,
-            call.actor,
-            event_id=request.event_id,
-            event_type=request.event_type,
-            payload=request.payload,
-            # Each delivery of one event may differ in its bytes (pending_webhooks counts down): an event is its id.
-            call=call.idempotent(request, identity=f"{request.event_id}\0{request.event_type}".encode()),
-            encode=encode,
-        )
-        call.mark_replayed(outcome.replayed)
-        return pb.HandleStripeEventResponse.FromString(outcome.response)
+        return await apply_stripe_event(self.service.handle_event, request, pb.HandleStripeEventResponse)

@@ -11,41 +11,31 @@ messages that ask Credits to grant or take back credits.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
 from payments_svc import domain
 from payments_svc.credits_relay import GRANT, REVERSE
 from payments_svc.repository import PaymentsRepository
-from payments_svc.stripe_events import EventFacts, MalformedEvent, Origin, facts_from_event, origin_from_metadata
+from payments_svc.stripe_events import EventFacts, Origin, facts_from_event, origin_from_metadata
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
-from svckit.actors import Actor
+from svckit.actors import ID_PATTERN, Actor
+from svckit.clock import utc_now
 from svckit.db import run_transaction
-from svckit.errors import InvalidArgument
+from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
-from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox
+from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox, MalformedEvent, check_event_call, parse_event
 from svckit.outbox import Outbox
 from svckit.pagination import clamp_page_size, take_page
+from svckit.stripe_client import derived_key
 
 log = logging.getLogger(__name__)
 # How long a create call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def stripe_key(kind: str, call: IdempotentCall) -> str:
-    """The Stripe idempotency key of a call: derived from the caller's, the same for every retry."""
-    digest = hashlib.sha256(f"{call.caller}\0{call.key}\0{call.method}".encode()).hexdigest()[:40]
-    return f"{kind}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -145,7 +135,7 @@ class PaymentsService:
             call,
             stale_after=STALE_AFTER,
             external=lambda: self.provider.create_checkout_session(
-                request(), idempotency_key=stripe_key("checkout", call)
+                request(), idempotency_key=derived_key("checkout", call)
             ),
             record=record,
         )
@@ -163,7 +153,9 @@ class PaymentsService:
             self.engine,
             call,
             stale_after=STALE_AFTER,
-            external=lambda: self.provider.create_payment_intent(request(), idempotency_key=stripe_key("intent", call)),
+            external=lambda: self.provider.create_payment_intent(
+                request(), idempotency_key=derived_key("intent", call)
+            ),
             record=record,
         )
 
@@ -196,6 +188,15 @@ class PaymentsService:
             success_url=cmd.success_url,
             cancel_url=cmd.cancel_url,
         )
+
+    def ensure_customer(self, actor: Actor, user_id: str) -> str:
+        """The user's Stripe customer, for a sibling service that bills the same customer."""
+        actor.require_privileged("ask for a Stripe customer")
+        if not ID_PATTERN.match(user_id):
+            raise InvalidArgument.from_violations(
+                [FieldViolation("user_id", "required: 1 to 128 characters, letters, digits and _-.:@")]
+            )
+        return self._customer_for(user_id)
 
     def _customer_for(self, user_id: str) -> str:
         """The user's Stripe customer, created at most once.
@@ -255,7 +256,7 @@ class PaymentsService:
             if payment.stripe_payment_intent_id is None:
                 raise domain.PaymentNotRefundable(f"payment {payment.id} has no Stripe payment intent yet")
             return self.provider.refund(
-                payment.stripe_payment_intent_id, amount, cmd.reason, idempotency_key=stripe_key("refund", call)
+                payment.stripe_payment_intent_id, amount, cmd.reason, idempotency_key=derived_key("refund", call)
             )
 
         def record(conn: Connection, refund: CreatedRefund) -> bytes:
@@ -295,18 +296,11 @@ class PaymentsService:
         call: IdempotentCall,
         encode: Callable[[bool], bytes],
     ) -> Outcome:
-        actor.require_privileged("apply Stripe events")
-        if not event_id or call.key != event_id:
-            raise InvalidArgument("the idempotency-key of a Stripe event must be its event id")
+        check_event_call(actor, call, event_id)
         text = payload.decode("utf-8", errors="replace")
         try:
-            event = json.loads(text)
-            facts = facts_from_event(event_type, event) if isinstance(event, Mapping) else None
-            if not isinstance(event, Mapping):
-                raise MalformedEvent("the payload is not a JSON object")
-            if event.get("id") != event_id or event.get("type") != event_type:
-                raise MalformedEvent("the payload's id and type differ from the event's")
-        except (ValueError, MalformedEvent) as error:
+            facts = facts_from_event(event_type, parse_event(text, event_id, event_type))
+        except MalformedEvent as error:
             return self._record_only(call, event_id, event_type, text, REJECTED, str(error), encode)
         if facts is None:
             return self._record_only(

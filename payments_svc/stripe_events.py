@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments_svc.domain import PAYMENT_ID_PATTERN, PaymentFlow, PaymentStatus, Reported
+from svckit.inbox import MalformedEvent
 
 # Event type -> the status it reports (None: it reports ids and links only).
 STATUS_BY_TYPE: Mapping[str, PaymentStatus | None] = {
@@ -26,10 +27,6 @@ STATUS_BY_TYPE: Mapping[str, PaymentStatus | None] = {
 }
 CHECKOUT_COMPLETED = "checkout.session.completed"
 HANDLED_TYPES = frozenset({CHECKOUT_COMPLETED, *STATUS_BY_TYPE})
-
-
-class MalformedEvent(ValueError):
-    """The event lacks what its type promises; it is recorded and otherwise ignored."""
 
 
 @dataclass(frozen=True)

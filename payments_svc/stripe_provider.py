@@ -11,14 +11,12 @@ operator's problem, logged, never shown).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import stripe
-
-from payments_svc.domain import ProviderRejected
-from svckit.errors import BillingError, Reason, Unavailable
+from svckit.stripe_client import StripeSettings, call_stripe, make_client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,29 +81,24 @@ class PaymentProvider(Protocol):
     def payment_intent_metadata(self, payment_intent_id: str) -> tuple[Mapping[str, str], int, str]: ...
 
 
-@dataclass(frozen=True)
-class StripeSettings:
-    secret_key: str
-    api_base: str
-    api_version: str
-    max_network_retries: int
-    timeout_seconds: float
-
-
 class StripePaymentProvider:
-    def __init__(self, settings: StripeSettings) -> None:
-        self.client = stripe.StripeClient(
-            settings.secret_key,
-            stripe_version=settings.api_version,
-            base_addresses={"api": settings.api_base},
-            max_network_retries=settings.max_network_retries,
-            http_client=stripe.RequestsClient(timeout=settings.timeout_seconds),
-        )
+    def __init__(self, settings: StripeSettings, *, test_clocks: bool = False) -> None:
+        self.client = make_client(settings)
+        self.test_clocks = test_clocks
 
     def create_customer(self, user_id: str, *, idempotency_key: str) -> str:
+        params: dict[str, Any] = {"metadata": {"user_id": user_id}, "description": f"user {user_id}"}
+        if self.test_clocks:
+            clock = _call(
+                lambda: self.client.v1.test_helpers.test_clocks.create(
+                    params={"frozen_time": int(time.time()), "name": f"user {user_id}"[:300]},
+                    options={"idempotency_key": f"{idempotency_key}-clock"},
+                )
+            )
+            params["test_clock"] = clock.id
         customer = _call(
             lambda: self.client.v1.customers.create(
-                params={"metadata": {"user_id": user_id}, "description": f"user {user_id}"},
+                params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": idempotency_key},
             )
         )
@@ -184,28 +177,4 @@ class StripePaymentProvider:
 
 
 def _call(request: Callable[[], T]) -> T:
-    try:
-        return request()
-    except stripe.CardError as error:
-        raise ProviderRejected(
-            f"the card was declined: {error.user_message or error.code}",
-            metadata={"stripe_code": str(error.code or "")},
-        ) from error
-    except stripe.IdempotencyError as error:
-        # Our keys are derived from the caller's: this means a key reused with other
-        # parameters, which the caller's own idempotency check should have refused.
-        raise BillingError(
-            "Stripe refused an idempotency key reused with other parameters", reason=Reason.INTERNAL
-        ) from error
-    except stripe.InvalidRequestError as error:
-        raise ProviderRejected(
-            f"Stripe refused the request: {error.user_message or error.code or 'invalid request'}",
-            metadata={"stripe_code": str(error.code or ""), "param": str(error.param or "")},
-        ) from error
-    except stripe.AuthenticationError as error:
-        log.error("Stripe refused the API key: check PAYMENTS_STRIPE_SECRET_KEY")
-        raise BillingError("payment provider misconfigured", reason=Reason.INTERNAL) from error
-    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
-        raise Unavailable("Stripe cannot be reached right now; retry with the same idempotency key") from error
-    except stripe.StripeError as error:
-        raise Unavailable(f"Stripe failed ({error.http_status}); retry with the same idempotency key") from error
+    return call_stripe(request, key_setting="PAYMENTS_STRIPE_SECRET_KEY")

@@ -2,7 +2,8 @@
 
 Migrates and starts the three services (SQLite files under var/), the gateway,
 and, unless PAYMENTS_STRIPE_SECRET_KEY names a real Stripe test key, the local
-Stripe sandbox, which delivers its signed webhooks to the gateway;
+Stripe sandbox, which delivers its signed webhooks to the gateway; syncs the
+subscription plans to Stripe (idempotent: nothing changes on a second run);
 waits until the gateway reports every service ready, gives the demo user some
 credits (once: the grant is idempotent), prints where everything is and a
 development token for the demo user and for an admin, then waits. Ctrl-C (or
@@ -55,6 +56,10 @@ def base_env(gateway_url: str) -> dict[str, str]:
         env.setdefault("PAYMENTS_STRIPE_API_BASE", f"http://127.0.0.1:{sandbox_port}")
     else:
         env.setdefault("PAYMENTS_STRIPE_API_BASE", "https://api.stripe.com")
+        env.setdefault("SUBSCRIPTIONS_STRIPE_SECRET_KEY", env["PAYMENTS_STRIPE_SECRET_KEY"])
+    env.setdefault("SUBSCRIPTIONS_STRIPE_API_BASE", env["PAYMENTS_STRIPE_API_BASE"])
+    # Notices to subscribers land in a development mailbox: one JSON file per email.
+    env.setdefault("SUBSCRIPTIONS_MAIL_ENDPOINT", f"file:{VAR / 'mailbox'}")
     for service in SERVICES:
         prefix = service.upper()
         env.setdefault(f"{prefix}_DATABASE_URL", f"sqlite:///{VAR / f'{service}.db'}")
@@ -78,6 +83,33 @@ def migrate(env: dict[str, str]) -> None:
         )
         if done.returncode != 0:
             raise SystemExit(f"{service}: migrations failed:\n{done.stderr}")
+
+
+def wait_for_sandbox(env: dict[str, str], process: subprocess.Popen[bytes]) -> None:
+    url = f"http://127.0.0.1:{env['STRIPE_SANDBOX_PORT']}/_sandbox/state"
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(
+                f"stripe_sandbox exited with {process.returncode}; see {VAR / 'log' / 'stripe_sandbox.log'}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (the control API wants a key): it is up
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise SystemExit("the Stripe sandbox did not start")
+
+
+def sync_plans(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "subscriptions_svc", "sync-plans"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"subscriptions: the plan sync failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def wait_until_ready(gateway_url: str, processes: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -136,10 +168,17 @@ def main() -> int:
     gateway_url = f"http://{host}:{port}"
     env = base_env(gateway_url)
     migrate(env)
-    processes = {f"{service}_svc": start(f"{service}_svc", env, "serve") for service in SERVICES}
-    processes["gateway"] = start("gateway", env)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     if uses_sandbox():
         processes["stripe_sandbox"] = start("stripe_sandbox", env)
+        wait_for_sandbox(env, processes["stripe_sandbox"])
+    try:
+        synced = sync_plans(env)
+    except SystemExit:
+        stop(processes)
+        raise
+    processes.update({f"{service}_svc": start(f"{service}_svc", env, "serve") for service in SERVICES})
+    processes["gateway"] = start("gateway", env)
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -193,6 +232,12 @@ Try:
        -H "Content-Type: application/json" -d "$BODY" {gateway_url}/api/stripe/create-checkout-session
   then open the "url" it returns, pay with 4242 4242 4242 4242 (any future expiry, any CVC),
   and read the balance again.
+
+Subscriptions (plans synced to Stripe: {synced.strip().splitlines()[-1]}):
+  curl -s {gateway_url}/api/plans
+  the same create-checkout-session call with '"plan_id": "starter"' instead of the package starts a
+  subscription; then: curl -s -H "Authorization: Bearer $USER_TOKEN" {gateway_url}/api/subscriptions/{DEMO_USER}
+  Notices to subscribers (payment failed, trial ending, renewal) land in {VAR / "mailbox"}.
 
 Ctrl-C stops everything.""",
             flush=True,

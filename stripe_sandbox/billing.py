@@ -1,24 +1,24 @@
-"""Subscriptions and their invoices, as a paid Checkout Session in mode `subscription` creates them.
+"""Subscriptions starting and ending, as a paid Checkout Session or `POST /v1/subscriptions` starts them.
 
 - paid now:     subscription `active`, invoice `paid`
 - trial:        subscription `trialing`, an invoice of 0 that is `paid` (nothing is charged)
-- delayed:      subscription `incomplete`, invoice `open` until the payment settles:
+- not paid yet: subscription `incomplete`, invoice `open` until its payment succeeds (collection.py):
                 then `paid` and `active`, or `invoice.payment_failed` and still `incomplete`
 
 Events: customer.subscription.created, invoice.created, invoice.finalized, then
 invoice.paid and invoice.payment_succeeded once paid; customer.subscription.updated
-when a settled payment activates the subscription.
+when a later payment activates the subscription. Renewals are billing_cycle.py's.
 """
 
 from __future__ import annotations
 
 import calendar
+import copy
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stripe_sandbox import ids, objects
-from stripe_sandbox.money import format_amount
+from stripe_sandbox import collection, ids, invoicing, objects
 from stripe_sandbox.sandbox import Sandbox
 
 Obj = dict[str, Any]
@@ -39,13 +39,28 @@ def add_interval(timestamp: int, interval: str, count: int) -> int:
     return int(moment.replace(year=year, month=month + 1, day=day).timestamp())
 
 
-def _line_description(price: Mapping[str, Any], quantity: int, product_name: str, trial: bool) -> str:
-    if trial:
-        return f"Trial period for {product_name}"
-    rec = price["recurring"]
-    every = rec["interval"] if rec["interval_count"] == 1 else f"{rec['interval_count']} {rec['interval']}s"
-    unit = format_amount(int(price["unit_amount"]), price["currency"])
-    return f"{quantity} × {product_name} (at {unit} / {every})"  # noqa: RUF001 - Stripe's own wording
+def period_after(anchor: int, interval: str, count: int, start: int) -> int:
+    """The first period end after `start` on a cycle anchored at `anchor` (months keep the anchor's day)."""
+    if anchor > start:
+        return anchor
+    step = 1
+    while True:
+        end = add_interval(anchor, interval, count * step)
+        if end > start:
+            return end
+        step += 1
+
+
+def period_start_at(anchor: int, interval: str, count: int, moment: int) -> int:
+    """The start of the period containing `moment` on a cycle anchored at `anchor`."""
+    start, step = anchor, 1
+    if moment < anchor:
+        return moment
+    while True:
+        following = add_interval(anchor, interval, count * step)
+        if following > moment:
+            return start
+        start, step = following, step + 1
 
 
 def start_subscription(
@@ -55,13 +70,18 @@ def start_subscription(
     lines: Sequence[Obj],
     metadata: Mapping[str, str],
     description: str | None,
-    trial_days: int | None,
+    trial_end: int | None,
     payment_method_id: str | None,
     paid: bool,
+    intent: Obj | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> tuple[Obj, Obj]:
-    """A subscription for checkout line items (objects "item" with recurring prices) and its first invoice."""
-    now = sb.now()
-    trial_end = now + trial_days * DAY if trial_days else None
+    """A subscription for line items (objects with a recurring `price` and a `quantity`) and its first invoice.
+
+    The invoice is paid (trial, or `paid`: the payment `intent` already succeeded) or left open.
+    `settings` are further subscription fields (payment_settings, trial_settings, cancel_at, ...).
+    """
+    now = sb.now_for(customer["id"])
     subscription_id = ids.new_id("subscription")
     items = []
     for line in lines:
@@ -84,7 +104,7 @@ def start_subscription(
         subscription_id=subscription_id,
         created=now,
         customer_id=customer["id"],
-        currency=lines[0]["currency"],
+        currency=lines[0]["price"]["currency"],
         items=items,
         status=status,
         metadata=metadata,
@@ -93,87 +113,34 @@ def start_subscription(
         trial_start=now if trial_end else None,
         trial_end=trial_end,
         billing_cycle_anchor=trial_end or now,
+        test_clock=customer.get("test_clock"),
     )
+    subscription.update(copy.deepcopy(dict(settings or {})))
     sb.store.add(subscription)
-    invoice = _first_invoice(sb, customer, subscription, items, trial=trial_end is not None)
-    subscription["latest_invoice"] = invoice["id"]
-    sb.emit("customer.subscription.created", subscription)
-    sb.emit("invoice.created", invoice)
-    sb.emit("invoice.finalized", invoice)
-    if paid or trial_end:
-        mark_paid(sb, invoice)
-    return subscription, invoice
-
-
-def _first_invoice(sb: Sandbox, customer: Obj, subscription: Obj, items: Sequence[Obj], *, trial: bool) -> Obj:
-    invoice_id = ids.new_id("invoice")
-    lines = []
-    for item in items:
-        price = item["price"]
-        product = sb.store.get("product", price["product"])
-        name = product["name"] if product else price["product"]
-        amount = 0 if trial else int(price["unit_amount"]) * int(item["quantity"])
-        lines.append(
-            objects.invoice_line(
-                line_id=ids.new_id("line_item"),
-                invoice_id=invoice_id,
-                subscription_obj=subscription,
-                item=item,
-                amount=amount,
-                description=_line_description(price, item["quantity"], name, trial),
-            )
-        )
-    sequence = int(customer["next_invoice_sequence"])
-    customer["next_invoice_sequence"] = sequence + 1
-    now = sb.now()
-    invoice = objects.invoice(
-        invoice_id=invoice_id,
-        created=now,
-        customer_obj=customer,
-        subscription_obj=subscription,
-        lines=lines,
-        number=f"{customer['invoice_prefix']}-{sequence:04d}",
+    invoice = invoicing.draft(
+        sb,
+        subscription=subscription,
         billing_reason="subscription_create",
         period_start=now,
         period_end=now,
+        items=items,
+        trial=trial_end is not None,
+        take_pending=False,
     )
-    return sb.store.add(invoice)
-
-
-def mark_paid(sb: Sandbox, invoice: Obj) -> None:
-    now = sb.now()
-    transitions = {**invoice["status_transitions"], "paid_at": now}
-    sb.update(
-        None,
-        invoice,
-        {
-            "status": "paid",
-            "amount_paid": invoice["amount_due"],
-            "amount_remaining": 0,
-            "attempt_count": 1 if invoice["amount_due"] else 0,
-            "attempted": True,
-            "auto_advance": False,
-            "status_transitions": transitions,
-        },
-    )
-    sb.emit("invoice.paid", invoice)
-    sb.emit("invoice.payment_succeeded", invoice)
-
-
-def settle_invoice(sb: Sandbox, invoice: Obj, *, succeeded: bool) -> None:
-    """The delayed first payment of a subscription has settled."""
-    subscription = sb.store.get("subscription", invoice["subscription"])
-    if not succeeded:
-        sb.update(None, invoice, {"attempt_count": invoice["attempt_count"] + 1, "attempted": True})
-        sb.emit("invoice.payment_failed", invoice)
-        return
-    mark_paid(sb, invoice)
-    if subscription is not None and subscription["status"] == "incomplete":
-        sb.update("customer.subscription.updated", subscription, {"status": "active"})
+    subscription["latest_invoice"] = invoice["id"]
+    invoicing.finalize(sb, invoice, announce=False)
+    if intent is not None:
+        collection.link(sb, invoice, intent)
+    sb.emit("customer.subscription.created", subscription)
+    sb.emit("invoice.created", invoice)
+    sb.emit("invoice.finalized", invoice)
+    if paid or trial_end or int(invoice["amount_due"]) == 0:
+        invoicing.mark_paid(sb, invoice)
+    return subscription, invoice
 
 
 def cancel_subscription(sb: Sandbox, subscription: Obj, *, comment: str | None, feedback: str | None) -> Obj:
-    now = sb.now()
+    now = sb.now_for(subscription["customer"])
     sb.update(
         None,
         subscription,
@@ -196,7 +163,7 @@ def cancel_at_period_end(
     return {
         "cancel_at_period_end": at_end,
         "cancel_at": period_end(subscription) if at_end else None,
-        "canceled_at": sb.now() if at_end else None,
+        "canceled_at": sb.now_for(subscription["customer"]) if at_end else None,
         "cancellation_details": {
             "comment": comment,
             "feedback": feedback,

@@ -18,6 +18,8 @@ class Behaviour(enum.Enum):
     # then succeeded or failed after STRIPE_SANDBOX_ASYNC_DELAY_SECONDS or when told.
     DELAYED_SUCCESS = "delayed_success"
     DELAYED_FAILURE = "delayed_failure"
+    # Attaching the card to a customer succeeds (nothing is charged), but every charge is declined.
+    DECLINE_CHARGES = "decline_charges"
 
     @property
     def delayed(self) -> bool:
@@ -61,6 +63,13 @@ TEST_CARDS: tuple[TestCard, ...] = (
         "Your card has insufficient funds.",
     ),
     TestCard(
+        "4000000000000341",
+        Behaviour.DECLINE_CHARGES,
+        "Attaching it to a customer (or a trial) succeeds; every charge is declined (generic_decline).",
+        "generic_decline",
+        DECLINED,
+    ),
+    TestCard(
         "4000000000001125",
         Behaviour.DELAYED_SUCCESS,
         "Sandbox only: accepted, processing, then succeeds after the async delay.",
@@ -81,6 +90,7 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
     "pm_card_chargeDeclined": "4000000000000002",
     "pm_card_visa_chargeDeclined": "4000000000000002",
     "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_chargeCustomerFail": "4000000000000341",
 }
 
 LIVE_CARD_MESSAGE = "Your card was declined. Your request was in test mode, but used a non test card."

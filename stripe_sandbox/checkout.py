@@ -9,7 +9,8 @@ told; then `checkout.session.async_payment_succeeded` or `..._failed`).
 Mode `subscription`: the same, and a paid (or delayed) session creates the
 customer if needed, the subscription and its first invoice (billing.py). With a
 trial nothing is charged: the card is only checked and the session completes
-with `payment_status` `no_payment_required`.
+with `payment_status` `no_payment_required` (a card that only fails when charged,
+4000 0000 0000 0341, is accepted then). A customer on a test clock gets the clock's time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_sandbox import billing, ids, objects, payments
+from stripe_sandbox import billing, collection, ids, objects, payments
 from stripe_sandbox.cards import Behaviour, Card
 from stripe_sandbox.errors import invalid
 from stripe_sandbox.payments import Result
@@ -46,6 +47,7 @@ def require_open(session: Obj) -> None:
 def pay(sb: Sandbox, session: Obj, card: Card, *, email: str | None, name: str | None = None) -> Payment:
     require_open(session)
     email = email or session["customer_email"] or _customer_email(sb, session)
+    _fill_customer_email(sb, session, email)
     if session["mode"] == "subscription":
         return _pay_subscription(sb, session, card, email, name)
     intent = _intent_for(sb, session, customer_id=session["customer"], description=None)
@@ -73,7 +75,7 @@ def _pay_subscription(sb: Sandbox, session: Obj, card: Card, email: str | None, 
             lines=lines,
             metadata=details.get("metadata") or {},
             description=details.get("description"),
-            trial_days=trial_days,
+            trial_end=sb.now_for(customer["id"]) + int(trial_days) * billing.DAY,
             payment_method_id=method["id"],
             paid=False,
         )
@@ -90,11 +92,11 @@ def _pay_subscription(sb: Sandbox, session: Obj, card: Card, email: str | None, 
         lines=lines,
         metadata=details.get("metadata") or {},
         description=details.get("description"),
-        trial_days=None,
+        trial_end=None,
         payment_method_id=attempt.payment_method["id"],
         paid=attempt.result is Result.SUCCEEDED,
+        intent=intent,
     )
-    sb.store.links(intent["id"]).invoice = invoice["id"]
     status = "paid" if attempt.result is Result.SUCCEEDED else "unpaid"
     _complete(sb, session, email, name, status, subscription["id"], invoice["id"])
     if attempt.result is Result.PROCESSING:
@@ -105,6 +107,13 @@ def _pay_subscription(sb: Sandbox, session: Obj, card: Card, email: str | None, 
 def _customer_email(sb: Sandbox, session: Obj) -> str | None:
     customer = sb.store.get("customer", session["customer"]) if session["customer"] else None
     return None if customer is None else customer["email"]
+
+
+def _fill_customer_email(sb: Sandbox, session: Obj, email: str | None) -> None:
+    """As Stripe: a session's existing customer without an email gets the one typed on the page."""
+    customer = sb.store.get("customer", session["customer"]) if session["customer"] else None
+    if customer is not None and not customer["email"] and email:
+        sb.update("customer.updated", customer, {"email": email})
 
 
 def _customer_for(sb: Sandbox, session: Obj, email: str | None, name: str | None) -> Obj:
@@ -197,10 +206,7 @@ def settle(sb: Sandbox, intent_id: str, *, succeed: bool | None = None) -> bool:
         return False
     succeeded = intent["status"] == "succeeded"
     links = sb.store.links(intent_id)
-    if links.invoice is not None:
-        invoice = sb.store.get("invoice", links.invoice)
-        if invoice is not None:
-            billing.settle_invoice(sb, invoice, succeeded=succeeded)
+    collection.settled(sb, intent)
     session = sb.store.get("checkout.session", links.checkout_session) if links.checkout_session else None
     if session is not None and session["status"] == "complete" and session["payment_status"] == "unpaid":
         if succeeded:

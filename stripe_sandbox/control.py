@@ -52,6 +52,8 @@ KINDS = (
     "refund",
     "subscription",
     "invoice",
+    "invoiceitem",
+    "test_helpers.test_clock",
     "billing_portal.session",
     "webhook_endpoint",
     "event",

@@ -1,6 +1,7 @@
 """`expand[]`: replace ids in an answer with the objects they name, as Stripe does (up to four levels).
 
-`expand[]=payment_intent` on a Checkout Session, `expand[]=data.customer` on a
+`expand[]=payment_intent` on a Checkout Session, `expand[]=latest_invoice.confirmation_secret` and
+`latest_invoice.payments` (invoice fields Stripe shows only when expanded), `expand[]=data.customer` on a
 list, `expand[]=payment_intent.latest_charge`, and `expand[]=line_items` on a
 Checkout Session, whose line items are not part of the object otherwise.
 """
@@ -17,6 +18,20 @@ from stripe_sandbox.store import Store
 
 Obj = dict[str, Any]
 MAX_LEVELS = 4
+# Invoice fields Stripe answers only when asked for with expand[].
+INVOICE_INCLUDABLE = ("confirmation_secret", "payments")
+
+
+def _invoice_field(store: Store, invoice: Obj, name: str) -> Obj | None:
+    if name == "payments":
+        payments = [
+            copy.deepcopy(store.require("invoice_payment", p)) for p in store.invoice_payments.get(invoice["id"], [])
+        ]
+        return objects.list_object(list(reversed(payments)), f"/v1/invoice_payments?invoice={invoice['id']}")
+    intent = store.get("payment_intent", store.invoice_intents.get(invoice["id"], ""))
+    if intent is None or invoice["status"] not in ("open", "paid", "uncollectible"):
+        return None
+    return {"client_secret": intent["client_secret"], "type": "payment_intent"}
 
 
 def expand(store: Store, answer: Obj, paths: Sequence[str]) -> Obj:
@@ -38,7 +53,9 @@ def _expand(store: Store, node: Obj, parts: Sequence[str], path: str) -> None:
         for item in node["data"]:
             _expand(store, item, rest, path)
         return
-    if head == "line_items" and node.get("object") == "checkout.session":
+    if head in INVOICE_INCLUDABLE and node.get("object") == "invoice" and head not in node:
+        node[head] = _invoice_field(store, node, head)
+    elif head == "line_items" and node.get("object") == "checkout.session":
         lines = store.session_lines.get(node["id"], [])
         node["line_items"] = objects.list_object(copy.deepcopy(lines), f"/v1/checkout/sessions/{node['id']}/line_items")
     elif head not in node:

@@ -797,6 +797,7 @@ def subscription(
     trial_start: int | None,
     trial_end: int | None,
     billing_cycle_anchor: int,
+    test_clock: str | None = None,
 ) -> Obj:
     return _build(
         "subscription",
@@ -853,7 +854,7 @@ def subscription(
             "schedule": None,
             "start_date": created,
             "status": status,
-            "test_clock": None,
+            "test_clock": test_clock,
             "transfer_data": None,
             "trial_end": trial_end,
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
@@ -865,12 +866,13 @@ def subscription(
 def invoice_line(
     *,
     line_id: str,
-    invoice_id: str,
+    invoice_id: str | None,
     subscription_obj: Mapping[str, Any],
     item: Mapping[str, Any],
     amount: int,
     description: str,
 ) -> Obj:
+    """A line for a subscription item over its current period."""
     price_obj = item["price"]
     return _build(
         "line_item",
@@ -920,12 +922,15 @@ def invoice(
     customer_obj: Mapping[str, Any],
     subscription_obj: Mapping[str, Any],
     lines: Sequence[Obj],
-    number: str,
+    number: str | None,
     billing_reason: str,
     period_start: int,
     period_end: int,
+    status: str = "open",
 ) -> Obj:
+    """An invoice for a subscription; `status` `draft` leaves it unfinalized (no number, no finalized_at)."""
     total = sum(int(line["amount"]) for line in lines)
+    finalized = None if status == "draft" else created
     return _build(
         "invoice",
         {
@@ -971,7 +976,7 @@ def invoice(
             "description": None,
             "discounts": [],
             "due_date": None,
-            "effective_at": created,
+            "effective_at": finalized,
             "ending_balance": 0,
             "footer": None,
             "from_invoice": None,
@@ -1005,9 +1010,9 @@ def invoice(
             "shipping_details": None,
             "starting_balance": 0,
             "statement_descriptor": None,
-            "status": "open",
+            "status": status,
             "status_transitions": {
-                "finalized_at": created,
+                "finalized_at": finalized,
                 "marked_uncollectible_at": None,
                 "paid_at": None,
                 "voided_at": None,
@@ -1015,12 +1020,142 @@ def invoice(
             "subscription": subscription_obj["id"],
             "subtotal": total,
             "subtotal_excluding_tax": total,
-            "test_clock": None,
+            "test_clock": subscription_obj.get("test_clock"),
             "total": total,
             "total_discount_amounts": [],
             "total_excluding_tax": total,
             "total_pretax_credit_amounts": [],
             "total_taxes": [],
-            "webhooks_delivered_at": created,
+            "webhooks_delivered_at": finalized,
+        },
+    )
+
+
+def invoice_item_line(*, line_id: str, invoice_id: str | None, invoice_item: Mapping[str, Any]) -> Obj:
+    """An invoice's line for a pending invoice item (a proration, say) it picked up."""
+    details = invoice_item["parent"]["subscription_details"] or {}
+    return _build(
+        "line_item",
+        {
+            "id": line_id,
+            "object": "line_item",
+            "amount": invoice_item["amount"],
+            "currency": invoice_item["currency"],
+            "description": invoice_item["description"],
+            "discount_amounts": [],
+            "discountable": invoice_item["discountable"],
+            "discounts": [],
+            "invoice": invoice_id,
+            "livemode": False,
+            "metadata": dict(invoice_item["metadata"]),
+            "parent": {
+                "invoice_item_details": {
+                    "invoice_item": invoice_item["id"],
+                    "proration": invoice_item["proration"],
+                    "proration_details": {"credited_items": None},
+                    "subscription": details.get("subscription"),
+                },
+                "subscription_item_details": None,
+                "type": "invoice_item_details",
+            },
+            "period": copy.deepcopy(invoice_item["period"]),
+            "pretax_credit_amounts": [],
+            "pricing": copy.deepcopy(invoice_item["pricing"]),
+            "quantity": invoice_item["quantity"],
+            "quantity_decimal": invoice_item["quantity_decimal"],
+            "subscription": details.get("subscription"),
+            "subtotal": invoice_item["amount"],
+            "taxes": [],
+        },
+    )
+
+
+def invoice_item(
+    *,
+    item_id: str,
+    created: int,
+    customer_obj: Mapping[str, Any],
+    subscription_item: Mapping[str, Any],
+    price_obj: Mapping[str, Any],
+    quantity: int,
+    amount: int,
+    description: str,
+    period_start: int,
+    period_end: int,
+    proration: bool,
+) -> Obj:
+    unit = amount / quantity if quantity else amount
+    return _build(
+        "invoiceitem",
+        {
+            "id": item_id,
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": price_obj["currency"],
+            "customer": customer_obj["id"],
+            "customer_account": None,
+            "date": created,
+            "description": description,
+            "discountable": False,
+            "discounts": [],
+            "invoice": None,
+            "livemode": False,
+            "metadata": {},
+            "net_amount": amount,
+            "parent": {
+                "subscription_details": {
+                    "subscription": subscription_item["subscription"],
+                    "subscription_item": subscription_item["id"],
+                },
+                "type": "subscription_details",
+            },
+            "period": {"end": period_end, "start": period_start},
+            "pricing": {
+                "price_details": {"price": price_obj["id"], "product": price_obj["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": f"{unit:.12f}".rstrip("0").rstrip("."),
+            },
+            "proration": proration,
+            "quantity": quantity,
+            "quantity_decimal": str(quantity),
+            "tax_rates": [],
+            "test_clock": customer_obj.get("test_clock"),
+        },
+    )
+
+
+def invoice_payment(*, payment_id: str, created: int, invoice_obj: Mapping[str, Any], intent_id: str) -> Obj:
+    return _build(
+        "invoice_payment",
+        {
+            "id": payment_id,
+            "object": "invoice_payment",
+            "amount_paid": None,
+            "amount_requested": invoice_obj["amount_remaining"],
+            "created": created,
+            "currency": invoice_obj["currency"],
+            "invoice": invoice_obj["id"],
+            "is_default": True,
+            "livemode": False,
+            "payment": {"payment_intent": intent_id, "type": "payment_intent"},
+            "status": "open",
+            "status_transitions": {"canceled_at": None, "paid_at": None},
+        },
+    )
+
+
+def test_clock(*, clock_id: str, created: int, frozen_time: int, name: str | None, deletes_after: int) -> Obj:
+    return _build(
+        "test_helpers.test_clock",
+        {
+            "id": clock_id,
+            "object": "test_helpers.test_clock",
+            "created": created,
+            "deletes_after": deletes_after,
+            "frozen_time": frozen_time,
+            "livemode": False,
+            "name": name,
+            "status": "ready",
+            "status_details": {},
         },
     )

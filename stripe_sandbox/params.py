@@ -77,6 +77,18 @@ class Integer:
 
 
 @dataclass(frozen=True)
+class IntegerOr:
+    """An integer (a timestamp, say) or one of a few words, as `trial_end=now`."""
+
+    words: tuple[str, ...]
+
+    def convert(self, value: Any, param: str) -> int | str | None:
+        if value in self.words:
+            return str(value)
+        return Integer().convert(value, param)
+
+
+@dataclass(frozen=True)
 class Boolean:
     def convert(self, value: Any, param: str) -> bool | None:
         if value == "":

@@ -78,7 +78,7 @@ def create_intent(
 ) -> Obj:
     intent = objects.payment_intent(
         intent_id=ids.new_id("payment_intent"),
-        created=sb.now(),
+        created=sb.now_for(customer_id),
         amount=amount,
         currency=currency,
         customer_id=customer_id,
@@ -96,7 +96,7 @@ def create_intent(
 def create_payment_method(
     sb: Sandbox, card: Card, *, customer_id: str | None, email: str | None, name: str | None
 ) -> Obj:
-    created = sb.now()
+    created = sb.now_for(customer_id)
     method = objects.payment_method(
         method_id=ids.new_id("payment_method"),
         created=created,
@@ -149,7 +149,7 @@ def charge_card(
         charge = sb.store.add(
             objects.charge(
                 charge_id=charge_id,
-                created=sb.now(),
+                created=sb.now_for(intent["customer"]),
                 intent=intent,
                 method=method,
                 status="succeeded",
@@ -162,7 +162,7 @@ def charge_card(
         charge = sb.store.add(
             objects.charge(
                 charge_id=charge_id,
-                created=sb.now(),
+                created=sb.now_for(intent["customer"]),
                 intent=intent,
                 method=method,
                 status="pending",
@@ -188,7 +188,7 @@ def charge_card(
     charge = sb.store.add(
         objects.charge(
             charge_id=charge_id,
-            created=sb.now(),
+            created=sb.now_for(intent["customer"]),
             intent=intent,
             method=method,
             status="failed",
@@ -302,7 +302,12 @@ def cancel(sb: Sandbox, intent: Obj, reason: str | None) -> Obj:
     sb.update(
         None,
         intent,
-        {"status": "canceled", "canceled_at": sb.now(), "cancellation_reason": reason, "processing": None},
+        {
+            "status": "canceled",
+            "canceled_at": sb.now_for(intent["customer"]),
+            "cancellation_reason": reason,
+            "processing": None,
+        },
     )
     sb.emit("payment_intent.canceled", intent)
     return intent
@@ -351,7 +356,7 @@ def refund(sb: Sandbox, charge: Obj, *, amount: int | None, reason: str | None, 
         )
     created = objects.refund(
         refund_id=ids.new_id("refund"),
-        created=sb.now(),
+        created=sb.now_for(charge["customer"]),
         charge_obj=charge,
         amount=amount,
         reason=reason,

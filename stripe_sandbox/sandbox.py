@@ -64,6 +64,28 @@ class Sandbox:
     def now(self) -> int:
         return int(self.clock())
 
+    def now_for(self, customer_id: str | None) -> int:
+        """The time for what belongs to this customer: its test clock's frozen time, else wall time."""
+        clock = self.clock_of(customer_id)
+        return self.now() if clock is None else int(clock["frozen_time"])
+
+    def clock_of(self, customer_id: str | None) -> Obj | None:
+        """The test clock this customer is on, if any."""
+        customer = self.store.get("customer", customer_id) if customer_id else None
+        clock_id = None if customer is None else customer.get("test_clock")
+        return self.store.get("test_helpers.test_clock", clock_id) if clock_id else None
+
+    def time_of(self, obj: Mapping[str, Any]) -> int:
+        """When an event about `obj` happens: its customer's clock time (or the clock's own), else wall time."""
+        kind = obj.get("object")
+        if kind == "test_helpers.test_clock":
+            return int(obj["frozen_time"])
+        if kind == "customer":
+            clock = self.store.get("test_helpers.test_clock", obj["test_clock"]) if obj.get("test_clock") else None
+            return self.now() if clock is None else int(clock["frozen_time"])
+        customer = obj.get("customer")
+        return self.now_for(customer) if isinstance(customer, str) else self.now()
+
     def url(self, path: str) -> str:
         return f"{self.public_url}{path}"
 
@@ -86,7 +108,7 @@ class Sandbox:
         endpoints = self.endpoints_for(event_type)
         event = objects.event(
             event_id=ids.new_id("event"),
-            created=self.now(),
+            created=self.time_of(obj),
             event_type=event_type,
             api_version=self.api_version,
             data_object=obj,

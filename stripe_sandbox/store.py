@@ -22,7 +22,17 @@ LABELS = {
     "checkout.session": "checkout.session",
     "billing_portal.session": "billing_portal.session",
     "webhook_endpoint": "webhook endpoint",
+    "test_helpers.test_clock": "test clock",
+    "invoiceitem": "invoiceitem",
 }
+
+
+@dataclass
+class Retries:
+    """An invoice's automatic payment attempts after its first failure (Smart-Retries-like schedule)."""
+
+    first_failure: int
+    automatic_attempts: int = 0
 
 
 @dataclass
@@ -57,6 +67,14 @@ class Store:
     endpoint_secrets: dict[str, str] = field(default_factory=dict)
     # Lookup key -> price id.
     lookup_keys: dict[str, str] = field(default_factory=dict)
+    # Invoice id -> the payment intent collecting it (Stripe shows it through `payments` and `confirmation_secret`).
+    invoice_intents: dict[str, str] = field(default_factory=dict)
+    # Invoice id -> its invoice_payment ids, oldest first.
+    invoice_payments: dict[str, list[str]] = field(default_factory=dict)
+    # Invoice id -> its failed payments so far, which decide the next automatic attempt.
+    retries: dict[str, Retries] = field(default_factory=dict)
+    # (subscription id, notice, boundary): `trial_will_end` and `invoice.upcoming` already sent.
+    notices: set[tuple[str, str, int]] = field(default_factory=set)
 
     def add(self, obj: Obj) -> Obj:
         object_id = obj["id"]

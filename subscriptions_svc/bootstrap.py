@@ -2,27 +2,76 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
 from billing.subscriptions.v1 import subscriptions_pb2_grpc
 from subscriptions_svc.config import SubscriptionsSettings
-from subscriptions_svc.grpc_server import SERVICE_NAME, subscriptions_servicer
-from subscriptions_svc.models import idempotency_records
+from subscriptions_svc.customers import PaymentsCustomers
+from subscriptions_svc.event_handler import StripeEventHandler
+from subscriptions_svc.grpc_server import SERVICE_NAME, SubscriptionsServicer
+from subscriptions_svc.models import idempotency_records, outbox_messages, stripe_events
+from subscriptions_svc.outbox_handlers import OutboxHandlers
+from subscriptions_svc.plans import load_plans
+from subscriptions_svc.service import SubscriptionsService
+from subscriptions_svc.stripe_provider import StripeSubscriptionProvider
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
+from svckit.inbox import Inbox
+from svckit.mail import mailer_for
+from svckit.outbox import Outbox, OutboxRelay, RelaySettings
 from svckit.server import GrpcService, ServiceDefinition
+from svckit.service_client import ServiceTarget
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: SubscriptionsSettings) -> GrpcService:
+    catalog = load_plans(settings.plans_file)
     engine = open_database(settings, MIGRATIONS, "subscriptions")
     idempotency = IdempotencyStore(idempotency_records)
+    outbox = Outbox(outbox_messages)
+    provider = StripeSubscriptionProvider(settings.stripe())
+    deadline = settings.call_deadline_seconds
+    handlers = OutboxHandlers(
+        ServiceTarget(settings.credits_target, settings.credits_token.get_secret_value(), deadline),
+        mailer_for(settings.mail_endpoint, settings.mail_token.get_secret_value()),
+        settings.mail_from,
+        provider,
+    )
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        handlers.handlers(),
+        RelaySettings(
+            poll_seconds=settings.outbox_poll_seconds, lease=timedelta(seconds=settings.outbox_lease_seconds)
+        ),
+    )
+    service = SubscriptionsService(
+        engine,
+        idempotency=idempotency,
+        provider=provider,
+        catalog=catalog,
+        customers=PaymentsCustomers(
+            ServiceTarget(settings.payments_target, settings.payments_token.get_secret_value(), deadline)
+        ),
+    )
+    events = StripeEventHandler(
+        engine,
+        idempotency=idempotency,
+        inbox=Inbox(stripe_events),
+        outbox=outbox,
+        provider=provider,
+        catalog=catalog,
+        outbox_written=relay.wake,
+    )
 
     def register(server: grpc.aio.Server) -> None:
-        subscriptions_pb2_grpc.add_SubscriptionsServiceServicer_to_server(subscriptions_servicer(), server)
+        subscriptions_pb2_grpc.add_SubscriptionsServiceServicer_to_server(
+            SubscriptionsServicer(service, events), server
+        )
 
     return GrpcService(
         settings,
@@ -31,6 +80,7 @@ def build(settings: SubscriptionsSettings) -> GrpcService:
             service_names=[SERVICE_NAME],
             register=register,
             periodic=[idempotency_purge(idempotency, engine, settings)],
+            background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
         ),
     )

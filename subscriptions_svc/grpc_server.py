@@ -1,23 +1,260 @@
-"""billing.subscriptions.v1.SubscriptionsService: the contract is a first draft.
-
-Every method answers UNIMPLEMENTED (reason NOT_IMPLEMENTED) until the Subscriptions
-domain lands; the server already runs with health, reflection, credentials,
-idempotency storage and migrations.
-"""
+"""billing.subscriptions.v1.SubscriptionsService over gRPC: proto in, use case, proto out. No rules, no SQL."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from billing.subscriptions.v1 import subscriptions_pb2, subscriptions_pb2_grpc
-from svckit.server import draft_servicer
+from google.protobuf.timestamp_pb2 import Timestamp
 
-DESCRIPTOR = subscriptions_pb2.DESCRIPTOR.services_by_name["SubscriptionsService"]
-SERVICE_NAME = DESCRIPTOR.full_name
+from billing.common.v1 import money_pb2
+from billing.subscriptions.v1 import subscriptions_pb2 as pb
+from billing.subscriptions.v1 import subscriptions_pb2_grpc
+from subscriptions_svc import domain
+from subscriptions_svc.event_handler import StripeEventHandler
+from subscriptions_svc.service import CheckoutStarted, SubscriptionCreated, SubscriptionsService
+from svckit.errors import FieldViolation, InvalidArgument
+from svckit.idempotency import Outcome
+from svckit.pagination import decode_page_token, encode_page_token
+from svckit.server import apply_stripe_event, current_call, in_thread
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SubscriptionsService"].full_name
+
+STATUS_TO_PB = {s: pb.SubscriptionStatus.Value(f"SUBSCRIPTION_STATUS_{s.name}") for s in domain.Status}
+PAUSE_TO_PB = {b: pb.PauseBehavior.Value(f"PAUSE_BEHAVIOR_{b.name}") for b in domain.PauseBehavior}
+PAUSE_FROM_PB = {value: key for key, value in PAUSE_TO_PB.items()}
+PRORATION_FROM_PB = {
+    pb.PRORATION_BEHAVIOR_UNSPECIFIED: domain.ProrationBehavior.CREATE_PRORATIONS,
+    pb.PRORATION_BEHAVIOR_CREATE_PRORATIONS: domain.ProrationBehavior.CREATE_PRORATIONS,
+    pb.PRORATION_BEHAVIOR_NONE: domain.ProrationBehavior.NONE,
+    pb.PRORATION_BEHAVIOR_ALWAYS_INVOICE: domain.ProrationBehavior.ALWAYS_INVOICE,
+}
 
 
-def subscriptions_servicer() -> subscriptions_pb2_grpc.SubscriptionsServiceServicer:
-    return cast(
-        subscriptions_pb2_grpc.SubscriptionsServiceServicer,
-        draft_servicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer, DESCRIPTOR),
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def subscription_to_pb(s: domain.Subscription) -> pb.Subscription:
+    message = pb.Subscription(
+        id=s.id,
+        user_id=s.user_id,
+        plan_id=s.plan_id,
+        family=s.family,
+        quantity=s.quantity,
+        status=STATUS_TO_PB[s.status],
+        currency=s.currency,
+        interval=s.interval,
+        stripe_subscription_id=s.stripe_subscription_id or "",
+        cancel_at_period_end=s.cancel_at_period_end,
+        cancellation_reason=s.cancellation_reason or "",
+        periods_granted=s.periods_granted,
+        current_period_start=_timestamp(s.current_period_start),
+        current_period_end=_timestamp(s.current_period_end),
+        trial_end=_timestamp(s.trial_end),
+        cancel_at=_timestamp(s.cancel_at),
+        canceled_at=_timestamp(s.canceled_at),
+        ended_at=_timestamp(s.ended_at),
+        create_time=_timestamp(s.created_at),
+        update_time=_timestamp(s.updated_at),
     )
+    if s.pause_behavior is not None:
+        message.pause_collection.CopyFrom(
+            pb.PauseCollection(behavior=PAUSE_TO_PB[s.pause_behavior], resumes_at=_timestamp(s.pause_resumes_at))
+        )
+    return message
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+def _page_position(token: str) -> tuple[datetime, str] | None:
+    position = decode_page_token(token)
+    if not position:
+        return None
+    try:
+        return datetime.fromisoformat(str(position["t"])).astimezone(UTC), str(position["id"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidArgument.from_violations(
+            [FieldViolation("page_token", "not a page token this service issued")]
+        ) from None
+
+
+def _encode_subscription(sub: domain.Subscription) -> bytes:
+    return _serialize(subscription_to_pb(sub))
+
+
+async def _run(method: Callable[..., Outcome], *args: Any) -> pb.Subscription:
+    """A change whose response is one subscription: run it keyed, and mark replays."""
+    call = current_call()
+    outcome = await in_thread(method, call.actor, *args, _encode_subscription)
+    call.mark_replayed(outcome.replayed)
+    return pb.Subscription.FromString(outcome.response)
+
+
+class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer):
+    def __init__(self, service: SubscriptionsService, events: StripeEventHandler) -> None:
+        self.service = service
+        self.events = events
+
+    async def ListPlans(self, request: pb.ListPlansRequest, context: Any) -> pb.ListPlansResponse:
+        on_sale = await in_thread(self.service.list_plans)
+        return pb.ListPlansResponse(
+            plans=[
+                pb.Plan(
+                    plan_id=item.plan.plan_id,
+                    name=item.plan.name,
+                    family=item.plan.family,
+                    credits_per_period=item.plan.credits_per_period,
+                    trial_days=item.plan.trial_days,
+                    trial_credits=item.plan.trial_credits,
+                    credits_roll_over=item.plan.credits_roll_over,
+                    prices=[
+                        pb.PlanPrice(
+                            amount=money_pb2.Money(currency=p.currency, amount_minor=p.amount_minor),
+                            interval=p.interval,
+                            stripe_price_id=p.stripe_price_id,
+                        )
+                        for p in item.prices
+                    ],
+                )
+                for item in on_sale
+            ]
+        )
+
+    async def CreateCheckoutSession(
+        self, request: pb.CreateCheckoutSessionRequest, context: Any
+    ) -> pb.CreateCheckoutSessionResponse:
+        call = current_call()
+        cmd = domain.Subscribe(
+            user_id=request.user_id,
+            plan_id=request.plan_id,
+            currency=request.currency,
+            interval=request.interval,
+            quantity=request.quantity or 1,
+            success_url=request.success_url,
+            cancel_url=request.cancel_url,
+        )
+
+        def encode(started: CheckoutStarted) -> bytes:
+            return _serialize(
+                pb.CreateCheckoutSessionResponse(
+                    checkout_session_id=started.checkout_session_id,
+                    url=started.url,
+                    subscription_id=started.subscription.id,
+                )
+            )
+
+        outcome = await in_thread(
+            self.service.create_checkout_session, call.actor, cmd, call.idempotent(request), encode
+        )
+        call.mark_replayed(outcome.replayed)
+        return pb.CreateCheckoutSessionResponse.FromString(outcome.response)
+
+    async def CreateSubscription(
+        self, request: pb.CreateSubscriptionRequest, context: Any
+    ) -> pb.CreateSubscriptionResponse:
+        call = current_call()
+        cmd = domain.Subscribe(
+            user_id=request.user_id,
+            plan_id=request.plan_id,
+            currency=request.currency,
+            interval=request.interval,
+            quantity=request.quantity or 1,
+        )
+
+        def encode(created: SubscriptionCreated) -> bytes:
+            return _serialize(
+                pb.CreateSubscriptionResponse(
+                    subscription=subscription_to_pb(created.subscription), client_secret=created.client_secret
+                )
+            )
+
+        outcome = await in_thread(self.service.create_subscription, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.CreateSubscriptionResponse.FromString(outcome.response)
+
+    async def GetSubscription(self, request: pb.GetSubscriptionRequest, context: Any) -> pb.GetSubscriptionResponse:
+        sub = await in_thread(self.service.get, current_call().actor, request.subscription_id)
+        return pb.GetSubscriptionResponse(subscription=subscription_to_pb(sub))
+
+    async def ListSubscriptions(
+        self, request: pb.ListSubscriptionsRequest, context: Any
+    ) -> pb.ListSubscriptionsResponse:
+        page = await in_thread(
+            self.service.list,
+            current_call().actor,
+            user_id=request.user_id,
+            page_size=request.page_size,
+            before=_page_position(request.page_token),
+        )
+        token = ""
+        if page.next_before is not None:
+            created, ident = page.next_before
+            token = encode_page_token({"t": created.isoformat(), "id": ident})
+        return pb.ListSubscriptionsResponse(
+            subscriptions=[subscription_to_pb(s) for s in page.subscriptions], next_page_token=token
+        )
+
+    async def UpdateSubscription(
+        self, request: pb.UpdateSubscriptionRequest, context: Any
+    ) -> pb.UpdateSubscriptionResponse:
+        cmd = domain.ChangePlan(
+            plan_id=request.plan_id,
+            quantity=request.quantity,
+            proration=PRORATION_FROM_PB.get(request.proration_behavior, domain.ProrationBehavior.CREATE_PRORATIONS),
+        )
+        call = current_call()
+        sub = await _run(self.service.change, request.subscription_id, cmd, call.idempotent(request))
+        return pb.UpdateSubscriptionResponse(subscription=sub)
+
+    async def CancelSubscription(
+        self, request: pb.CancelSubscriptionRequest, context: Any
+    ) -> pb.CancelSubscriptionResponse:
+        cmd = domain.Cancel(at_period_end=request.at_period_end, reason=request.reason)
+        call = current_call()
+        sub = await _run(self.service.cancel, request.subscription_id, cmd, call.idempotent(request))
+        return pb.CancelSubscriptionResponse(subscription=sub)
+
+    async def ReactivateSubscription(
+        self, request: pb.ReactivateSubscriptionRequest, context: Any
+    ) -> pb.ReactivateSubscriptionResponse:
+        call = current_call()
+        sub = await _run(self.service.reactivate, request.subscription_id, call.idempotent(request))
+        return pb.ReactivateSubscriptionResponse(subscription=sub)
+
+    async def PauseSubscription(
+        self, request: pb.PauseSubscriptionRequest, context: Any
+    ) -> pb.PauseSubscriptionResponse:
+        cmd = domain.Pause(
+            behavior=PAUSE_FROM_PB.get(request.behavior),
+            resumes_at=request.resumes_at.ToDatetime(tzinfo=UTC) if request.HasField("resumes_at") else None,
+        )
+        call = current_call()
+        sub = await _run(self.service.pause, request.subscription_id, cmd, call.idempotent(request))
+        return pb.PauseSubscriptionResponse(subscription=sub)
+
+    async def ResumeSubscription(
+        self, request: pb.ResumeSubscriptionRequest, context: Any
+    ) -> pb.ResumeSubscriptionResponse:
+        call = current_call()
+        sub = await _run(self.service.resume, request.subscription_id, call.idempotent(request))
+        return pb.ResumeSubscriptionResponse(subscription=sub)
+
+    async def CreatePortalSession(
+        self, request: pb.CreatePortalSessionRequest, context: Any
+    ) -> pb.CreatePortalSessionResponse:
+        url = await in_thread(self.service.portal_session, current_call().actor, request.user_id, request.return_url)
+        return pb.CreatePortalSessionResponse(url=url)
+
+    async def HandleStripeEvent(
+        self, request: pb.HandleStripeEventRequest, context: Any
+    ) -> pb.HandleStripeEventResponse:
+        return await apply_stripe_event(self.events.handle, request, pb.HandleStripeEventResponse)

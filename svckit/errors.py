@@ -10,6 +10,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2048
 
 
 class Reason(enum.StrEnum):
@@ -33,6 +36,9 @@ class Reason(enum.StrEnum):
     PAYMENT_PROVIDER_REJECTED = "PAYMENT_PROVIDER_REJECTED"
     PAYMENT_NOT_REFUNDABLE = "PAYMENT_NOT_REFUNDABLE"
     REFUND_EXCEEDS_REMAINING = "REFUND_EXCEEDS_REMAINING"
+    SUBSCRIPTION_EXISTS = "SUBSCRIPTION_EXISTS"
+    SUBSCRIPTION_STATE = "SUBSCRIPTION_STATE"
+    PLAN_NOT_SYNCED = "PLAN_NOT_SYNCED"
 
 
 class Kind(enum.Enum):
@@ -135,6 +141,12 @@ class Violations:
 
     def add(self, field: str, description: str) -> None:
         self._found.append(FieldViolation(field, description))
+
+    def check_url(self, field: str, url: str) -> None:
+        """The field must be an absolute http(s) URL of a sensible length."""
+        parts = urlsplit(url)
+        if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.netloc:
+            self.add(field, "required: an absolute http(s) URL")
 
     def raise_if_any(self) -> None:
         if self._found:

@@ -8,15 +8,45 @@ payload as Stripe sent it.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, Connection, Index, MetaData, String, Table, Text
 
+from svckit.actors import Actor
 from svckit.db import UtcDateTime, dialect_insert_for
+from svckit.errors import InvalidArgument
+from svckit.idempotency import IdempotentCall
 
 PROCESSED = "processed"
 IGNORED = "ignored"
 REJECTED = "rejected"
+
+
+class MalformedEvent(ValueError):
+    """The event lacks what its type promises; it is recorded as rejected and otherwise ignored."""
+
+
+def check_event_call(actor: Actor, call: IdempotentCall, event_id: str) -> None:
+    """Only the webhook intake (a service) or an admin applies events, keyed by the event id."""
+    actor.require_privileged("apply Stripe events")
+    if not event_id or call.key != event_id:
+        raise InvalidArgument("the idempotency-key of a Stripe event must be its event id")
+
+
+def parse_event(text: str, event_id: str, event_type: str) -> Mapping[str, Any]:
+    """The event's JSON, which must be an object with the id and type it was sent under."""
+    try:
+        event = json.loads(text)
+    except ValueError as error:
+        raise MalformedEvent(f"the payload is not JSON: {error}") from error
+    if not isinstance(event, Mapping):
+        raise MalformedEvent("the payload is not a JSON object")
+    if event.get("id") != event_id or event.get("type") != event_type:
+        raise MalformedEvent("the payload's id and type differ from the event's")
+    return event
 
 
 def inbox_table(metadata: MetaData) -> Table:

@@ -28,20 +28,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from svckit import logs
 from svckit.actors import Actor, ServiceCredentials, parse_actor
-from svckit.errors import BillingError, Unimplemented
+from svckit.errors import BillingError
 from svckit.grpc_errors import KIND_TO_CODE, internal_error, to_grpc_status
-from svckit.idempotency import IdempotentCall
+from svckit.idempotency import IdempotentCall, Outcome
 from svckit.ready_file import write_ready_file
 from svckit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("billing.access")
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -183,26 +185,35 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 )
 
 
-def draft_servicer(base: Any, service: Any) -> Any:
-    """An instance of a generated servicer base whose every method answers UNIMPLEMENTED.
-
-    `service` is the ServiceDescriptor of a draft contract: the server runs and
-    can be probed while the methods are still being built.
-    """
-
-    def unimplemented(name: str) -> Callable[..., Awaitable[Any]]:
-        async def method(self: Any, request: Any, context: Any) -> Any:
-            raise Unimplemented(f"{service.full_name}.{name} is part of a draft contract and not served yet")
-
-        return method
-
-    namespace = {method.name: unimplemented(method.name) for method in service.methods}
-    return type(f"Draft{base.__name__}", (base,), namespace)()
-
-
 async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Run blocking work (database transactions) on the worker threads, keeping the log context."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def apply_stripe_event(handle: Callable[..., Outcome], request: Any, response_type: type[M]) -> M:
+    """`HandleStripeEvent` of any service: the use case `handle` run keyed by the event, its answer as `response_type`.
+
+    Each delivery of one event may differ in its bytes (`pending_webhooks` counts
+    down), so the idempotency record fingerprints the event's id and type, not
+    the payload: an event is its id.
+    """
+    call = current_call()
+
+    def encode(handled: bool) -> bytes:
+        data: bytes = response_type(handled=handled).SerializeToString(deterministic=True)
+        return data
+
+    outcome = await in_thread(
+        handle,
+        call.actor,
+        event_id=request.event_id,
+        event_type=request.event_type,
+        payload=request.payload,
+        call=call.idempotent(request, identity=f"{request.event_id}\0{request.event_type}".encode()),
+        encode=encode,
+    )
+    call.mark_replayed(outcome.replayed)
+    return response_type.FromString(outcome.response)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stripe
 
+from svckit import devdefaults
+from svckit.stripe_client import StripeSettings
 from tests.support.databases import (
     ADMIN_URL,
     REQUIRE_POSTGRES,
@@ -16,6 +19,7 @@ from tests.support.databases import (
     sqlite_database,
 )
 from tests.support.processes import ServiceProcess, credits_process
+from tests.support.stripe_sandbox import SandboxProcess
 
 BANNER = "!" * 100
 
@@ -98,3 +102,28 @@ def credits_server_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
         finally:
             status = server.terminate()
             assert status == 0, f"credits server exited with {status}:\n{server.logs()}"
+
+
+STRIPE_TEST_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
+NO_STRIPE_KEY = "STRIPE_TEST_SECRET_KEY is not set: the run against real Stripe test mode is SKIPPED"
+
+
+@pytest.fixture(
+    params=[
+        "sandbox",
+        pytest.param("stripe-test-mode", marks=pytest.mark.skipif(not STRIPE_TEST_KEY, reason=NO_STRIPE_KEY)),
+    ]
+)
+def stripe_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StripeSettings]:
+    """Each test using it runs against a sandbox process, and against Stripe's test mode when a key is given."""
+    if request.param == "sandbox":
+        sandbox: SandboxProcess | None = SandboxProcess(tmp_path).start()
+        key, base = devdefaults.STRIPE_SANDBOX_KEY, sandbox.url  # type: ignore[union-attr]
+    else:
+        assert STRIPE_TEST_KEY.startswith("sk_test_"), "only a test-mode key may be used here"
+        sandbox, key, base = None, STRIPE_TEST_KEY, "https://api.stripe.com"
+    try:
+        yield StripeSettings(key, base, stripe.api_version, max_network_retries=1, timeout_seconds=30)
+    finally:
+        if sandbox is not None:
+            assert sandbox.terminate() == 0

@@ -4,16 +4,22 @@ and the admin refund `/api/admin/payments/{payment_id}/refund`.
 A user buys for themselves only; Checkout may send them back only to an
 allowed origin (`GATEWAY_ALLOWED_REDIRECT_ORIGINS`). Every call that creates a
 Stripe object requires an `Idempotency-Key`.
+
+`POST /api/stripe/create-checkout-session` also starts a subscription: with
+`plan_id` instead of `package_id` it goes to the Subscriptions service (see
+`gateway.routes.subscriptions` for the rest of subscriptions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from billing.payments.v1 import payments_pb2 as pb
+from billing.subscriptions.v1 import subscriptions_pb2
 from gateway.auth import Principal, TokenVerifier
 from gateway.grpc_clients import Backends, Caller
 from gateway.openapi import Operation, Reply
@@ -35,11 +41,14 @@ from gateway.problems import Problem, Reason
 from gateway.routes.admin import REPLAYED_HEADER
 from gateway.routes.common import caller, json_response, principal
 from gateway.schemas import FieldError
-from gateway.validation import idempotency_key, json_body, parse_query
+from gateway.subscription_schemas import PlanCheckoutRequest, SubscriptionCheckoutCreated
+from gateway.validation import idempotency_key, json_body, parse_one_of, parse_query, read_body, require_json
 from svckit import logs
 
 CREATE_PROBLEMS = (400, 401, 403, 409, 413, 415, 422, 500, 503, 504)
 READ_PROBLEMS = (400, 401, 403, 404, 500, 503, 504)
+# The field that tells a checkout's two shapes apart: a credit package, or a subscription plan.
+CHECKOUT_SHAPES: Mapping[str, type[BaseModel]] = {"package_id": CheckoutSessionRequest, "plan_id": PlanCheckoutRequest}
 
 
 def check_redirect(field: str, url: str, origins: Sequence[str]) -> FieldError | None:
@@ -47,6 +56,13 @@ def check_redirect(field: str, url: str, origins: Sequence[str]) -> FieldError |
     if any(url == origin or url.startswith(origin + "/") or url.startswith(origin + "?") for origin in origins):
         return None
     return FieldError(field=field, message=f"must start with one of the allowed origins: {', '.join(origins)}")
+
+
+def checkout_request(raw: bytes) -> CheckoutSessionRequest | PlanCheckoutRequest:
+    """A checkout body: exactly one of `package_id` (buy credits) and `plan_id` (subscribe)."""
+    body = parse_one_of(raw, CHECKOUT_SHAPES)
+    assert isinstance(body, CheckoutSessionRequest | PlanCheckoutRequest)
+    return body
 
 
 def operations(
@@ -62,7 +78,8 @@ def operations(
         who = principal(request, verifier)
         who.require_access_to_user(who.user_id)
         key = idempotency_key(request)
-        body = await json_body(request, CheckoutSessionRequest, max_body_bytes)
+        require_json(request.headers.get("content-type"))
+        body = checkout_request(await read_body(request, max_body_bytes))
         errors = [
             e
             for e in (
@@ -73,6 +90,8 @@ def operations(
         ]
         if errors:
             raise Problem(400, Reason.INVALID_ARGUMENT, "redirect URLs must stay on an allowed origin", errors=errors)
+        if isinstance(body, PlanCheckoutRequest):
+            return await subscription_checkout(who, key, body)
         reply = await backends.call(
             backends.payments.CreateCheckoutSession,
             pb.CreateCheckoutSessionRequest(
@@ -86,6 +105,27 @@ def operations(
         )
         created = CheckoutSessionCreated(
             payment_id=reply.message.payment_id,
+            checkout_session_id=reply.message.checkout_session_id,
+            url=reply.message.url,
+        )
+        return json_response(created, status=201, headers={REPLAYED_HEADER: "true"} if reply.replayed else {})
+
+    async def subscription_checkout(who: Principal, key: str, body: PlanCheckoutRequest) -> Response:
+        reply = await backends.call(
+            backends.subscriptions.CreateCheckoutSession,
+            subscriptions_pb2.CreateCheckoutSessionRequest(
+                user_id=who.user_id,
+                plan_id=body.plan_id,
+                currency=body.currency or "",
+                interval=body.interval or "",
+                quantity=body.quantity or 0,
+                success_url=body.success_url,
+                cancel_url=body.cancel_url,
+            ),
+            caller(who, key),
+        )
+        created = SubscriptionCheckoutCreated(
+            subscription_id=reply.message.subscription_id,
             checkout_session_id=reply.message.checkout_session_id,
             url=reply.message.url,
         )
@@ -182,17 +222,28 @@ def operations(
             method="POST",
             path="/api/stripe/create-checkout-session",
             operation_id="createCheckoutSession",
-            summary="Start buying a credit package through Stripe Checkout",
+            summary="Start buying a credit package, or subscribing to a plan, through Stripe Checkout",
             description=(
                 "Creates (once per Idempotency-Key) a Stripe Checkout Session for the caller and returns its URL. "
-                "The credits land in the caller's wallet when Stripe reports the payment."
+                "Send exactly one of `package_id` and `plan_id`. With `package_id` (a one-time purchase) the "
+                "credits land in the caller's wallet when Stripe reports the payment; the answer names the "
+                "`payment_id`. With `plan_id` (a subscription) the answer names the `subscription_id`, "
+                "incomplete until paid; one live subscription per plan family (409 SUBSCRIPTION_EXISTS "
+                "otherwise), and 503 PLAN_NOT_SYNCED while the plan has no Stripe price."
             ),
-            tags=("payments",),
+            tags=("payments", "subscriptions"),
             handler=create_checkout_session,
-            body=CheckoutSessionRequest,
+            body=(CheckoutSessionRequest, PlanCheckoutRequest),
             idempotency_key=True,
-            replies=(Reply(201, "Created (or replayed).", CheckoutSessionCreated, headers=(REPLAYED_HEADER,)),),
-            problems=CREATE_PROBLEMS,
+            replies=(
+                Reply(
+                    201,
+                    "Created (or replayed): a purchase's or a subscription's checkout.",
+                    (CheckoutSessionCreated, SubscriptionCheckoutCreated),
+                    headers=(REPLAYED_HEADER,),
+                ),
+            ),
+            problems=(*CREATE_PROBLEMS, 404),
         ),
         Operation(
             method="POST",

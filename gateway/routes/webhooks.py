@@ -7,8 +7,12 @@ In this order, and nothing is recorded anywhere before the signature is good:
    against each configured secret (several during a rotation), with the
    configured tolerance (300 s): a missing, forged or stale signature is 400;
 3. parse the JSON (400 when it is not an event);
-4. route by type: checkout sessions of mode `payment`, payment intents and
-   charges go to Payments with `idempotency-key` = the event id;
+4. route by type, to the owner's `HandleStripeEvent` with `idempotency-key` =
+   the event id and the actor `service:stripe-webhook`:
+   - Payments: checkout sessions of mode `payment` (or without a mode),
+     `payment_intent.*` and `charge.*`;
+   - Subscriptions: checkout sessions of mode `subscription`,
+     `customer.subscription.*` and `invoice.*`;
 5. answer 200 only once the owner has durably recorded the event; if it
    cannot (a service down, a deadline passed) the 5xx makes Stripe retry.
 
@@ -20,13 +24,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import stripe
 from starlette.requests import Request
 from starlette.responses import Response
 
-from billing.payments.v1 import payments_pb2 as pb
+from billing.payments.v1 import payments_pb2
+from billing.subscriptions.v1 import subscriptions_pb2
 from gateway.grpc_clients import Backends, Caller
 from gateway.openapi import Operation, Reply
 from gateway.payment_schemas import WebhookReceived
@@ -38,17 +43,23 @@ from svckit import logs
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Stripe-Signature"
 PAYMENTS_PREFIXES = ("payment_intent.", "charge.")
+SUBSCRIPTIONS_PREFIXES = ("customer.subscription.", "invoice.")
+WEBHOOK_ACTOR = "service:stripe-webhook"
+Owner = Literal["payments", "subscriptions"]
+CHECKOUT_OWNERS: Mapping[object, Owner] = {None: "payments", "payment": "payments", "subscription": "subscriptions"}
 
 
-def owner(event: Mapping[str, Any]) -> str | None:
+def owner(event: Mapping[str, Any]) -> Owner | None:
     """Which service acts on the event, or None."""
     event_type = str(event.get("type", ""))
     if event_type.startswith("checkout.session."):
         obj = event.get("data", {}).get("object", {}) if isinstance(event.get("data"), Mapping) else {}
         mode = obj.get("mode") if isinstance(obj, Mapping) else None
-        return "payments" if mode in (None, "payment") else None
+        return CHECKOUT_OWNERS.get(mode) if isinstance(mode, str | None) else None
     if event_type.startswith(PAYMENTS_PREFIXES):
         return "payments"
+    if event_type.startswith(SUBSCRIPTIONS_PREFIXES):
+        return "subscriptions"
     return None
 
 
@@ -82,10 +93,18 @@ def operations(backends: Backends, secrets: Sequence[str], tolerance: int, max_b
         if service is None:
             log.info("webhook %s (%s) acknowledged: no service acts on it", event_id, event_type)
             return json_response(WebhookReceived(received=True, handled=False))
+        webhook = Caller(request_id=logs.request_id_var.get(), actor=WEBHOOK_ACTOR, idempotency_key=event_id)
+        if service == "subscriptions":
+            handled = await backends.call(
+                backends.subscriptions.HandleStripeEvent,
+                subscriptions_pb2.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+                webhook,
+            )
+            return json_response(WebhookReceived(received=True, handled=handled.message.handled))
         reply = await backends.call(
             backends.payments.HandleStripeEvent,
-            pb.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
-            Caller(request_id=logs.request_id_var.get(), actor="service:stripe-webhook", idempotency_key=event_id),
+            payments_pb2.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+            webhook,
         )
         return json_response(WebhookReceived(received=True, handled=reply.message.handled))
 

@@ -9,6 +9,7 @@ from stripe_sandbox.routes import (
     checkout_sessions,
     customers,
     events,
+    invoiceitems,
     invoices,
     payment_intents,
     payment_methods,
@@ -16,6 +17,7 @@ from stripe_sandbox.routes import (
     products,
     refunds,
     subscriptions,
+    test_clocks,
     webhook_endpoints,
 )
 
@@ -33,6 +35,8 @@ def endpoints() -> list[Endpoint]:
         billing_portal,
         subscriptions,
         invoices,
+        invoiceitems,
+        test_clocks,
         webhook_endpoints,
         events,
     )

@@ -1,5 +1,8 @@
 """/v1/payment_intents: create, retrieve, update, confirm, cancel, list (filter `customer`).
 
+Confirming the payment intent of an invoice (`latest_invoice.confirmation_secret`, as
+Elements does) pays that invoice and activates its subscription (collection.py).
+
 Confirm with Stripe's test payment method ids: `pm_card_visa` and `pm_card_mastercard`
 succeed; `pm_card_chargeDeclined` (and `pm_card_chargeDeclinedInsufficientFunds`)
 is declined with a 402 card_error, and `payment_intent.payment_failed`.
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stripe_sandbox import cards, checkout, payments
+from stripe_sandbox import cards, checkout, collection, payments
 from stripe_sandbox.api import Call, Endpoint
 from stripe_sandbox.errors import StripeApiError, invalid, missing, resource_missing, unexpected_state
 from stripe_sandbox.params import Array, Boolean, Choice, Field, Hash, Integer, Metadata, Params, Text, apply_metadata
@@ -109,6 +112,14 @@ def create(call: Call) -> Obj:
 
 def _confirm(sb: Sandbox, intent: Obj, card: cards.Card, method: Obj) -> Obj:
     attempt = payments.charge_card(sb, intent, card, method=method)
+    invoice_id = sb.store.links(intent["id"]).invoice
+    invoice = sb.store.get("invoice", invoice_id) if invoice_id else None
+    if invoice is not None and invoice["status"] in ("open", "uncollectible"):
+        # The payment intent of an invoice (`confirmation_secret`): its outcome is the invoice's.
+        if attempt.result is Result.SUCCEEDED:
+            collection.succeeded(sb, invoice, method["id"])
+        elif attempt.result is Result.DECLINED:
+            collection.failed(sb, invoice, automatic=False)
     if attempt.result is Result.DECLINED:
         raise attempt.decline_error()
     if attempt.result is Result.PROCESSING:

@@ -1,7 +1,7 @@
-"""/v1/subscriptions: retrieve, list, update (`cancel_at_period_end`, `metadata`, `description`), cancel.
+"""/v1/subscriptions: create, retrieve, list, update, cancel, `/{id}/resume` (subscription_changes.py).
 
-Subscriptions are created by Checkout Sessions in mode `subscription`; the sandbox
-does not bill renewals (no clock advances its periods).
+A subscription of a customer on a test clock renews as the clock advances (billing_cycle.py);
+one of a customer without a clock never renews by itself.
 """
 
 from __future__ import annotations
@@ -9,10 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stripe_sandbox import billing
+from stripe_sandbox import billing, subscription_changes
 from stripe_sandbox.api import Call, Endpoint
 from stripe_sandbox.errors import invalid
-from stripe_sandbox.params import Boolean, Choice, Field, Hash, Metadata, Params, Text, apply_metadata
+from stripe_sandbox.params import (
+    Array,
+    Boolean,
+    Choice,
+    Field,
+    Hash,
+    Integer,
+    IntegerOr,
+    Metadata,
+    Params,
+    Text,
+)
 from stripe_sandbox.routes.common import list_params, listing, matches, retrieve
 
 Obj = dict[str, Any]
@@ -39,30 +50,79 @@ FEEDBACK = (
     "unused",
 )
 DETAILS = Hash({"comment": Text(5000), "feedback": Choice(FEEDBACK)})
+PRORATION = Choice(("always_invoice", "create_prorations", "none"))
+PAYMENT_SETTINGS = Hash(
+    {
+        "save_default_payment_method": Choice(("off", "on_subscription")),
+        "payment_method_types": Array(Text(100)),
+    }
+)
+TRIAL_SETTINGS = Hash({"end_behavior": Hash({"missing_payment_method": Choice(("cancel", "create_invoice", "pause"))})})
+SHARED: dict[str, Field] = {
+    "metadata": Metadata(),
+    "description": Text(500),
+    "default_payment_method": Text(),
+    "cancel_at_period_end": Boolean(),
+    "cancel_at": IntegerOr(("max_period_end", "min_period_end")),
+    "proration_behavior": PRORATION,
+    "payment_settings": PAYMENT_SETTINGS,
+    "trial_settings": TRIAL_SETTINGS,
+    "trial_end": IntegerOr(("now",)),
+    "off_session": Boolean(),
+    "collection_method": Choice(("charge_automatically",)),
+}
+CREATE_FIELDS: dict[str, Field] = {
+    **SHARED,
+    "customer": Text(),
+    "currency": Text(3),
+    "items": Array(Hash({"price": Text(), "quantity": Integer(minimum=0), "metadata": Metadata()}), max_items=20),
+    "payment_behavior": Choice(("allow_incomplete", "default_incomplete", "error_if_incomplete")),
+    "trial_period_days": Integer(minimum=0, maximum=730),
+}
+UPDATE_FIELDS: dict[str, Field] = {
+    **SHARED,
+    "items": Array(
+        Hash(
+            {
+                "id": Text(),
+                "price": Text(),
+                "quantity": Integer(minimum=0),
+                "deleted": Boolean(),
+                "metadata": Metadata(),
+                "clear_usage": Boolean(),
+            }
+        ),
+        max_items=20,
+    ),
+    "payment_behavior": Choice(
+        ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete")
+    ),
+    "proration_date": Integer(minimum=0),
+    "billing_cycle_anchor": Choice(("now", "unchanged")),
+    "pause_collection": Hash(
+        {"behavior": Choice(("keep_as_draft", "mark_uncollectible", "void")), "resumes_at": Integer(minimum=0)}
+    ),
+    "cancellation_details": DETAILS,
+}
+RESUME_FIELDS: dict[str, Field] = {
+    "billing_cycle_anchor": Choice(("now", "unchanged")),
+    "proration_behavior": PRORATION,
+    "proration_date": Integer(minimum=0),
+}
+
+
+def create(call: Call) -> Obj:
+    return subscription_changes.create(call.sandbox, call.params)
 
 
 def update(call: Call) -> Obj:
-    p, sb = call.params, call.sandbox
-    subscription = sb.store.require("subscription", call.path["id"])
-    changes: dict[str, Any] = {}
-    if p.get("cancel_at_period_end") is not None:
-        if subscription["status"] == "canceled":
-            raise invalid("A canceled subscription can only update its metadata and description.")
-        details = p.get("cancellation_details") or {}
-        changes.update(
-            billing.cancel_at_period_end(
-                sb,
-                subscription,
-                bool(p["cancel_at_period_end"]),
-                comment=details.get("comment"),
-                feedback=details.get("feedback"),
-            )
-        )
-    if "metadata" in p:
-        changes["metadata"] = apply_metadata(subscription["metadata"], p["metadata"])
-    if "description" in p:
-        changes["description"] = p["description"]
-    return sb.update("customer.subscription.updated", subscription, changes)
+    subscription = call.sandbox.store.require("subscription", call.path["id"])
+    return subscription_changes.update(call.sandbox, subscription, call.params)
+
+
+def resume(call: Call) -> Obj:
+    subscription = call.sandbox.store.require("subscription", call.path["id"])
+    return subscription_changes.resume(call.sandbox, subscription, call.params)
 
 
 def cancel(call: Call) -> Obj:
@@ -91,25 +151,26 @@ def _keep(subscription: Obj, p: Mapping[str, Any]) -> bool:
         status_ok = subscription["status"] == status
     price = p.get("price")
     prices = {item["price"]["id"] for item in subscription["items"]["data"]}
-    return status_ok and matches(p, "customer", subscription["customer"]) and (price is None or price in prices)
+    return (
+        status_ok
+        and matches(p, "customer", subscription["customer"])
+        and matches(p, "test_clock", subscription["test_clock"])
+        and (price is None or price in prices)
+    )
 
 
 def endpoints() -> list[Endpoint]:
-    fields: dict[str, Field] = {
-        "cancel_at_period_end": Boolean(),
-        "cancellation_details": DETAILS,
-        "metadata": Metadata(),
-        "description": Text(500),
-    }
     return [
+        Endpoint("POST", "/v1/subscriptions", create, Params(CREATE_FIELDS)),
         Endpoint(
             "GET",
             "/v1/subscriptions",
             listing("subscription", "/v1/subscriptions", _keep),
-            list_params({"customer": Text(), "price": Text(), "status": Choice(STATUSES)}),
+            list_params({"customer": Text(), "price": Text(), "status": Choice(STATUSES), "test_clock": Text()}),
         ),
         Endpoint("GET", "/v1/subscriptions/{id}", retrieve("subscription")),
-        Endpoint("POST", "/v1/subscriptions/{id}", update, Params(fields)),
+        Endpoint("POST", "/v1/subscriptions/{id}", update, Params(UPDATE_FIELDS)),
+        Endpoint("POST", "/v1/subscriptions/{id}/resume", resume, Params(RESUME_FIELDS)),
         Endpoint(
             "DELETE",
             "/v1/subscriptions/{id}",

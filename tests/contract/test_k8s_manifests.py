@@ -59,11 +59,12 @@ SERVICES = ("credits", "payments", "subscriptions")
 EXPECTED_INGRESS: dict[str, set[str]] = {
     "gateway": {"*"},
     "credits": {"gateway", "payments", "subscriptions"},
-    "payments": {"gateway"},
+    "payments": {"gateway", "subscriptions"},
     "subscriptions": {"gateway"},
     "credits-migrate": set(),
     "payments-migrate": set(),
     "subscriptions-migrate": set(),
+    "subscriptions-sync-plans": set(),
 }
 EXPECTED_REPLICAS = {
     "local": {"gateway": 2, "credits": 2, "payments": 2, "subscriptions": 2},
@@ -707,9 +708,9 @@ def _policy_for_nobody(docs: list[Doc]) -> None:
     docs.append(policy)
 
 
-def _payments_open_to_subscriptions(docs: list[Doc]) -> None:
-    peers = named(docs, "NetworkPolicy", "payments-ingress")["spec"]["ingress"][0]["from"]
-    peers.append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "subscriptions"}}})
+def _subscriptions_open_to_payments(docs: list[Doc]) -> None:
+    peers = named(docs, "NetworkPolicy", "subscriptions-ingress")["spec"]["ingress"][0]["from"]
+    peers.append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "payments"}}})
 
 
 def _no_default_deny(docs: list[Doc]) -> None:
@@ -776,7 +777,7 @@ MUTATIONS: dict[str, tuple[str, Callable[[list[Doc]], None], Check]] = {
     "liveness over TCP": (LOCAL, _probe_over_tcp, probe_problems),
     "grace shorter than the drain": (LOCAL, _short_grace, drain_problems),
     "policy selecting no pods": (LOCAL, _policy_for_nobody, network_problems),
-    "extra caller allowed": (LOCAL, _payments_open_to_subscriptions, network_problems),
+    "extra caller allowed": (LOCAL, _subscriptions_open_to_payments, network_problems),
     "no default deny": (LOCAL, _no_default_deny, network_problems),
     "every port open": (LOCAL, _every_port_open, network_problems),
     "Secret object in the base": (BASE, _secret_in_base, no_secret_problems),

@@ -161,3 +161,27 @@ def test_problems_match_the_documented_problem_schema(client: httpx.Client, docu
         assert response.status_code == status, f"{method} {path}: {response.text}"
         assert response.headers["content-type"] == "application/problem+json"
         assert_matches_documented(document, path, method, response)
+
+
+def test_subscription_problems_match_the_documented_problem_schema(
+    client: httpx.Client, document: dict[str, Any]
+) -> None:
+    """Subscriptions is not running here: what the gateway refuses itself, and a 503 for the service being down."""
+    user_id = f"user-{uuid.uuid4().hex[:12]}"
+    user = bearer(user_id)
+    keyed = {**user, "Idempotency-Key": new_key()}
+    item, pause = "/api/subscriptions/{id}", "/api/subscriptions/{subscription_id}/pause"
+    past = {"behavior": "void", "resumes_at": "2001-01-01T00:00:00Z"}
+    cases: list[tuple[str, str, httpx.Response, int]] = [
+        ("GET", item, client.get("/api/subscriptions/someone-else", headers=user), 403),
+        ("PUT", item, client.put("/api/subscriptions/sub_1", headers=user, json={"quantity": 2}), 400),
+        ("PUT", item, client.put("/api/subscriptions/sub_1", headers=keyed, json={}), 400),
+        ("DELETE", item, client.request("DELETE", "/api/subscriptions/sub_1", headers=keyed, json={"x": 1}), 400),
+        ("POST", pause, client.post("/api/subscriptions/sub_1/pause", headers=keyed, json=past), 400),
+        ("GET", "/api/plans", client.get("/api/plans"), 503),
+        ("GET", item, client.get(f"/api/subscriptions/{user_id}", headers=user), 503),
+    ]
+    for method, path, response, status in cases:
+        assert response.status_code == status, f"{method} {path}: {response.text}"
+        assert response.headers["content-type"] == "application/problem+json"
+        assert_matches_documented(document, path, method, response)

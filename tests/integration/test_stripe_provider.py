@@ -7,23 +7,14 @@ test run says so. A live key is refused.
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import stripe
 
-from payments_svc.config import STRIPE_API_BASE
-from payments_svc.domain import ProviderRejected
-from payments_svc.stripe_provider import CheckoutRequest, StripePaymentProvider, StripeSettings
-from tests.support.purchase_stack import SANDBOX_KEY
-from tests.support.stripe_sandbox import SandboxProcess
-
-STRIPE_TEST_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
-NO_KEY = "STRIPE_TEST_SECRET_KEY is not set: the run against real Stripe test mode is SKIPPED"
+from payments_svc.stripe_provider import CheckoutRequest, StripePaymentProvider
+from svckit.stripe_client import ProviderRejected, StripeSettings
 
 
 @dataclass(frozen=True)
@@ -32,22 +23,10 @@ class Stripe:
     client: stripe.StripeClient
 
 
-@pytest.fixture(
-    params=["sandbox", pytest.param("stripe-test-mode", marks=pytest.mark.skipif(not STRIPE_TEST_KEY, reason=NO_KEY))]
-)
-def stripe_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stripe]:
-    if request.param == "sandbox":
-        sandbox = SandboxProcess(tmp_path).start()
-        key, base = SANDBOX_KEY, sandbox.url
-    else:
-        assert STRIPE_TEST_KEY.startswith("sk_test_"), "only a test-mode key may be used here"
-        sandbox, key, base = None, STRIPE_TEST_KEY, STRIPE_API_BASE
-    settings = StripeSettings(key, base, stripe.api_version, max_network_retries=1, timeout_seconds=30)
-    try:
-        yield Stripe(StripePaymentProvider(settings), stripe.StripeClient(key, base_addresses={"api": base}))
-    finally:
-        if sandbox is not None:
-            assert sandbox.terminate() == 0
+@pytest.fixture
+def stripe_api(stripe_settings: StripeSettings) -> Stripe:
+    client = stripe.StripeClient(stripe_settings.secret_key, base_addresses={"api": stripe_settings.api_base})
+    return Stripe(StripePaymentProvider(stripe_settings), client)
 
 
 def request(customer_id: str) -> CheckoutRequest:

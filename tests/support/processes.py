@@ -113,9 +113,14 @@ class ServiceProcess(ManagedProcess):
         return self.start()
 
     def migrate(self) -> None:
-        done = run_module(self.module, "migrate", env=self.env)
+        self.command("migrate")
+
+    def command(self, *args: str) -> str:
+        """Run one of the service's commands (`migrate`, `sync-plans`, ...) with its settings; its output."""
+        done = run_module(self.module, *args, env=self.env)
         if done.returncode != 0:
-            raise RuntimeError(f"{self.module} migrate failed:\n{done.stderr}")
+            raise RuntimeError(f"{self.module} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
 
 
 def credits_process(database_url: str, workdir: Path, **settings: str) -> ServiceProcess:

@@ -38,6 +38,10 @@ def payments_process(database_url: str, workdir: Path, **settings: str) -> Servi
     return ServiceProcess("payments_svc", "PAYMENTS_", database_url, workdir, ENVIRONMENT="test", **settings)
 
 
+def subscriptions_process(database_url: str, workdir: Path, **settings: str) -> ServiceProcess:
+    return ServiceProcess("subscriptions_svc", "SUBSCRIPTIONS_", database_url, workdir, ENVIRONMENT="test", **settings)
+
+
 def wait_for(condition: Callable[[], T | None], what: str, seconds: float = WAIT_SECONDS) -> T:
     """Poll until `condition` returns something truthy; fail naming `what` after `seconds`."""
     return wait_until(condition, timeout=seconds, interval=0.05, what=what)
@@ -52,6 +56,10 @@ class PurchaseStack:
     gateway: GatewayProcess
     credits_db: str
     payments_db: str
+    # With `purchase_stack(..., subscriptions=True)`: the Subscriptions service, its database, its mailbox.
+    subscriptions: ServiceProcess | None
+    subscriptions_db: str | None
+    mailbox: Path
     webhook_endpoint_id: str
     webhook_secret: str
     stripe: stripe.StripeClient
@@ -127,10 +135,19 @@ class PurchaseStack:
 
 
 @contextmanager
-def purchase_stack(workdir: Path, *, payments_settings: dict[str, str] | None = None) -> Iterator[PurchaseStack]:
+def purchase_stack(
+    workdir: Path,
+    *,
+    payments_settings: dict[str, str] | None = None,
+    subscriptions: bool = False,
+    subscriptions_settings: dict[str, str] | None = None,
+) -> Iterator[PurchaseStack]:
+    """The purchase path; with `subscriptions`, also the Subscriptions service (plans synced, each new
+    Stripe customer on a test clock of its own, notices in a development mailbox)."""
     with ExitStack() as stack:
         credits_db = stack.enter_context(postgres_database("billing_credits"))
         payments_db = stack.enter_context(postgres_database("billing_payments"))
+        mailbox = workdir / f"mailbox-{uuid.uuid4().hex[:8]}"
         # Delayed payments settle only when a test says so.
         sandbox = SandboxProcess(workdir, ASYNC_DELAY_SECONDS="3600", LOG_FORMAT="text").start()
         stack.callback(sandbox.kill)
@@ -155,18 +172,42 @@ def purchase_stack(workdir: Path, *, payments_settings: dict[str, str] | None = 
             # A killed relay's messages are sent again once its lease ends.
             CREDITS_DEADLINE_SECONDS="2",
             OUTBOX_LEASE_SECONDS="5",
+            **({"STRIPE_TEST_CLOCKS": "true"} if subscriptions else {}),
             **(payments_settings or {}),
         )
         payments.migrate()
         payments.start()
         stack.callback(payments.kill)
 
-        subscriptions = stack.enter_context(refused_target())
+        subscriptions_service: ServiceProcess | None = None
+        subscriptions_db: str | None = None
+        if subscriptions:
+            subscriptions_db = stack.enter_context(postgres_database("billing_subscriptions"))
+            subscriptions_service = subscriptions_process(
+                subscriptions_db,
+                workdir,
+                STRIPE_API_BASE=sandbox.url,
+                STRIPE_SECRET_KEY=SANDBOX_KEY,
+                CREDITS_TARGET=credits.target,
+                PAYMENTS_TARGET=payments.target,
+                MAIL_ENDPOINT=f"file:{mailbox}",
+                OUTBOX_POLL_SECONDS="0.2",
+                CALL_DEADLINE_SECONDS="2",
+                OUTBOX_LEASE_SECONDS="5",
+                **(subscriptions_settings or {}),
+            )
+            subscriptions_service.migrate()
+            subscriptions_service.command("sync-plans")
+            subscriptions_service.start()
+            stack.callback(subscriptions_service.kill)
+            subscriptions_target = subscriptions_service.target
+        else:
+            subscriptions_target = stack.enter_context(refused_target())
         gateway = GatewayProcess(
             workdir,
             credits_target=credits.target,
             payments_target=payments.target,
-            subscriptions_target=subscriptions,
+            subscriptions_target=subscriptions_target,
             stripe_webhook_secrets=f'["{endpoint.secret}"]',
             allowed_redirect_origins='["http://127.0.0.1"]',
         ).start()
@@ -181,6 +222,9 @@ def purchase_stack(workdir: Path, *, payments_settings: dict[str, str] | None = 
             gateway=gateway,
             credits_db=credits_db,
             payments_db=payments_db,
+            subscriptions=subscriptions_service,
+            subscriptions_db=subscriptions_db,
+            mailbox=mailbox,
             webhook_endpoint_id=str(endpoint.id),
             webhook_secret=str(endpoint.secret),
             stripe=client,

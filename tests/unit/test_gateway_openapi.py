@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -48,3 +49,18 @@ def test_every_error_response_is_a_problem_with_a_description(spec: dict[str, An
 def test_response_schemas_forbid_undocumented_fields(spec: dict[str, Any]) -> None:
     for name, schema in spec["components"]["schemas"].items():
         assert schema.get("additionalProperties") is False, name
+
+
+def test_every_mutating_operation_requires_an_idempotency_key(spec: dict[str, Any]) -> None:
+    signed_by_stripe = {"receiveStripeWebhook"}
+    for item in spec["paths"].values():
+        for method, operation in item.items():
+            if method in ("post", "put", "patch", "delete") and operation["operationId"] not in signed_by_stripe:
+                assert {"$ref": "#/components/parameters/IdempotencyKey"} in operation["parameters"], operation[
+                    "operationId"
+                ]
+
+
+def test_templated_paths_differ_by_more_than_their_parameter_names(spec: dict[str, Any]) -> None:
+    shapes = [re.sub(r"{\w+}", "{}", path) for path in spec["paths"]]
+    assert len(shapes) == len(set(shapes))

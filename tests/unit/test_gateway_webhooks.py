@@ -42,7 +42,8 @@ def test_anything_but_a_fresh_signature_of_these_bytes_is_refused(signature: str
 def test_events_go_to_the_service_that_owns_them() -> None:
     session = {"type": "checkout.session.completed", "data": {"object": {"mode": "payment"}}}
     assert owner(session) == "payments"
-    assert owner({**session, "data": {"object": {"mode": "subscription"}}}) is None
+    assert owner({**session, "data": {"object": {"mode": "subscription"}}}) == "subscriptions"
+    assert owner({**session, "data": {"object": {"mode": "setup"}}}) is None
     assert owner({"type": "charge.refunded"}) == "payments"
     assert owner({"type": "payment_intent.succeeded"}) == "payments"
     assert owner({"type": "customer.created"}) is None

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from svckit.db import UtcDateTime
+from svckit.migrations import create_outbox_messages_v1, create_stripe_events_v1
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -27,26 +28,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_customers")),
         sa.UniqueConstraint("stripe_customer_id", name=op.f("uq_customers_stripe_customer_id")),
     )
-    op.create_table(
-        "outbox_messages",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("kind", sa.String(length=64), nullable=False),
-        sa.Column("aggregate", sa.String(length=128), nullable=False),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
-        sa.Column("lease_until", UtcDateTime(), nullable=True),
-        sa.Column("last_error", sa.String(length=1000), nullable=True),
-        sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("sent_at", UtcDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_messages")),
-        sa.UniqueConstraint("key", name=op.f("uq_outbox_messages_key")),
-    )
-    with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
-        batch_op.create_index("ix_outbox_messages_aggregate_id", ["aggregate", "id"], unique=False)
-        batch_op.create_index("ix_outbox_messages_state_next_attempt_at", ["state", "next_attempt_at"], unique=False)
+    create_outbox_messages_v1(op)
 
     op.create_table(
         "payments",
@@ -90,18 +72,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_payments_status_created_at"), ["status", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_payments_user_id_created_at"), ["user_id", "created_at"], unique=False)
 
-    op.create_table(
-        "stripe_events",
-        sa.Column("event_id", sa.String(length=255), nullable=False),
-        sa.Column("type", sa.String(length=128), nullable=False),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("detail", sa.String(length=500), nullable=False),
-        sa.Column("received_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_stripe_events")),
-    )
-    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
-        batch_op.create_index("ix_stripe_events_type_received_at", ["type", "received_at"], unique=False)
+    create_stripe_events_v1(op)
 
     op.create_table(
         "credit_shortfalls",

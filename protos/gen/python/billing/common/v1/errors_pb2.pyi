@@ -69,6 +69,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the payment is not in a state that can be refunded."""
     ERROR_REASON_REFUND_EXCEEDS_REMAINING: _ErrorReason.ValueType  # 18
     """FAILED_PRECONDITION: the refund asks for more than is left to refund."""
+    ERROR_REASON_SUBSCRIPTION_EXISTS: _ErrorReason.ValueType  # 19
+    """ALREADY_EXISTS: the user already has a live subscription (or an open
+    subscription checkout) in this plan family.
+    """
+    ERROR_REASON_SUBSCRIPTION_STATE: _ErrorReason.ValueType  # 20
+    """FAILED_PRECONDITION: the subscription's current state does not allow the
+    call; the message and ErrorInfo.metadata["status"] name the state.
+    """
+    ERROR_REASON_PLAN_NOT_SYNCED: _ErrorReason.ValueType  # 21
+    """FAILED_PRECONDITION: the plan has no Stripe price yet: an operator must
+    run the plan sync.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason by every service.
@@ -124,4 +136,16 @@ ERROR_REASON_PAYMENT_NOT_REFUNDABLE: ErrorReason.ValueType  # 17
 """FAILED_PRECONDITION: the payment is not in a state that can be refunded."""
 ERROR_REASON_REFUND_EXCEEDS_REMAINING: ErrorReason.ValueType  # 18
 """FAILED_PRECONDITION: the refund asks for more than is left to refund."""
+ERROR_REASON_SUBSCRIPTION_EXISTS: ErrorReason.ValueType  # 19
+"""ALREADY_EXISTS: the user already has a live subscription (or an open
+subscription checkout) in this plan family.
+"""
+ERROR_REASON_SUBSCRIPTION_STATE: ErrorReason.ValueType  # 20
+"""FAILED_PRECONDITION: the subscription's current state does not allow the
+call; the message and ErrorInfo.metadata["status"] name the state.
+"""
+ERROR_REASON_PLAN_NOT_SYNCED: ErrorReason.ValueType  # 21
+"""FAILED_PRECONDITION: the plan has no Stripe price yet: an operator must
+run the plan sync.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

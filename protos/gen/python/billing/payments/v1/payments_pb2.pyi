@@ -522,6 +522,45 @@ class RefundResponse(_message.Message):
 Global___RefundResponse: _TypeAlias = RefundResponse  # noqa: Y015
 
 @_typing.final
+class EnsureCustomerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required. Same rule as CreateCheckoutSessionRequest.user_id."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnsureCustomerRequest: _TypeAlias = EnsureCustomerRequest  # noqa: Y015
+
+@_typing.final
+class EnsureCustomerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRIPE_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    stripe_customer_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stripe_customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stripe_customer_id", b"stripe_customer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnsureCustomerResponse: _TypeAlias = EnsureCustomerResponse  # noqa: Y015
+
+@_typing.final
 class HandleStripeEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

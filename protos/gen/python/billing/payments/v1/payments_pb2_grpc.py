@@ -72,6 +72,11 @@ class PaymentsServiceStub:
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.RefundRequest.SerializeToString,
                 response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.RefundResponse.FromString,
                 _registered_method=True)
+        self.EnsureCustomer = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/EnsureCustomer',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.FromString,
+                _registered_method=True)
         self.HandleStripeEvent = channel.unary_unary(
                 '/billing.payments.v1.PaymentsService/HandleStripeEvent',
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventRequest.SerializeToString,
@@ -137,6 +142,15 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnsureCustomer(self, request, context):
+        """The user's Stripe customer, created on first use, once (services only:
+        the Subscriptions service bills the same customer). Not idempotency-keyed:
+        it is safe to call again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandleStripeEvent(self, request, context):
         """Applies a verified Stripe event; `idempotency-key` must be the event id.
         """
@@ -176,6 +190,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.Refund,
                     request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.RefundRequest.FromString,
                     response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.RefundResponse.SerializeToString,
+            ),
+            'EnsureCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnsureCustomer,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.SerializeToString,
             ),
             'HandleStripeEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleStripeEvent,
@@ -353,6 +372,33 @@ class PaymentsService:
             '/billing.payments.v1.PaymentsService/Refund',
             billing_dot_payments_dot_v1_dot_payments__pb2.RefundRequest.SerializeToString,
             billing_dot_payments_dot_v1_dot_payments__pb2.RefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnsureCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/EnsureCustomer',
+            billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,11 @@ class PaymentsServiceStub:
     spent is recorded as the payment's credit shortfall, never as a negative
     balance.
     """
+    EnsureCustomer: _grpc.UnaryUnaryMultiCallable[_payments_pb2.EnsureCustomerRequest, _payments_pb2.EnsureCustomerResponse]
+    """The user's Stripe customer, created on first use, once (services only:
+    the Subscriptions service bills the same customer). Not idempotency-keyed:
+    it is safe to call again.
+    """
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
@@ -96,6 +101,11 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     The credits of the refunded share are taken back; what the user already
     spent is recorded as the payment's credit shortfall, never as a negative
     balance.
+    """
+    EnsureCustomer: _aio.UnaryUnaryMultiCallable[_payments_pb2.EnsureCustomerRequest, _payments_pb2.EnsureCustomerResponse]  # type: ignore[assignment]
+    """The user's Stripe customer, created on first use, once (services only:
+    the Subscriptions service bills the same customer). Not idempotency-keyed:
+    it is safe to call again.
     """
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
@@ -165,6 +175,17 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         The credits of the refunded share are taken back; what the user already
         spent is recorded as the payment's credit shortfall, never as a negative
         balance.
+        """
+
+    @_abc_1.abstractmethod
+    def EnsureCustomer(
+        self,
+        request: _payments_pb2.EnsureCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.EnsureCustomerResponse, _abc.Awaitable[_payments_pb2.EnsureCustomerResponse]]:
+        """The user's Stripe customer, created on first use, once (services only:
+        the Subscriptions service bills the same customer). Not idempotency-keyed:
+        it is safe to call again.
         """
 
     @_abc_1.abstractmethod

@@ -29,25 +29,38 @@ class _SubscriptionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Su
     DESCRIPTOR: _descriptor.EnumDescriptor
     SUBSCRIPTION_STATUS_UNSPECIFIED: _SubscriptionStatus.ValueType  # 0
     SUBSCRIPTION_STATUS_INCOMPLETE: _SubscriptionStatus.ValueType  # 1
+    """Created; the first payment has not succeeded yet (or a checkout is open)."""
     SUBSCRIPTION_STATUS_INCOMPLETE_EXPIRED: _SubscriptionStatus.ValueType  # 2
+    """The first payment never succeeded (or the checkout expired). Final."""
     SUBSCRIPTION_STATUS_TRIALING: _SubscriptionStatus.ValueType  # 3
     SUBSCRIPTION_STATUS_ACTIVE: _SubscriptionStatus.ValueType  # 4
     SUBSCRIPTION_STATUS_PAST_DUE: _SubscriptionStatus.ValueType  # 5
+    """A renewal payment failed; Stripe is retrying."""
     SUBSCRIPTION_STATUS_CANCELED: _SubscriptionStatus.ValueType  # 6
+    """Final."""
     SUBSCRIPTION_STATUS_UNPAID: _SubscriptionStatus.ValueType  # 7
+    """Every retry failed; the subscription stays until paid or canceled."""
     SUBSCRIPTION_STATUS_PAUSED: _SubscriptionStatus.ValueType  # 8
+    """A trial ended without a payment method (Stripe's status `paused`)."""
 
-class SubscriptionStatus(_SubscriptionStatus, metaclass=_SubscriptionStatusEnumTypeWrapper): ...
+class SubscriptionStatus(_SubscriptionStatus, metaclass=_SubscriptionStatusEnumTypeWrapper):
+    """Stripe's subscription statuses."""
 
 SUBSCRIPTION_STATUS_UNSPECIFIED: SubscriptionStatus.ValueType  # 0
 SUBSCRIPTION_STATUS_INCOMPLETE: SubscriptionStatus.ValueType  # 1
+"""Created; the first payment has not succeeded yet (or a checkout is open)."""
 SUBSCRIPTION_STATUS_INCOMPLETE_EXPIRED: SubscriptionStatus.ValueType  # 2
+"""The first payment never succeeded (or the checkout expired). Final."""
 SUBSCRIPTION_STATUS_TRIALING: SubscriptionStatus.ValueType  # 3
 SUBSCRIPTION_STATUS_ACTIVE: SubscriptionStatus.ValueType  # 4
 SUBSCRIPTION_STATUS_PAST_DUE: SubscriptionStatus.ValueType  # 5
+"""A renewal payment failed; Stripe is retrying."""
 SUBSCRIPTION_STATUS_CANCELED: SubscriptionStatus.ValueType  # 6
+"""Final."""
 SUBSCRIPTION_STATUS_UNPAID: SubscriptionStatus.ValueType  # 7
+"""Every retry failed; the subscription stays until paid or canceled."""
 SUBSCRIPTION_STATUS_PAUSED: SubscriptionStatus.ValueType  # 8
+"""A trial ended without a payment method (Stripe's status `paused`)."""
 Global___SubscriptionStatus: _TypeAlias = SubscriptionStatus  # noqa: Y015
 
 class _PauseBehavior:
@@ -58,16 +71,51 @@ class _PauseBehaviorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PauseBe
     DESCRIPTOR: _descriptor.EnumDescriptor
     PAUSE_BEHAVIOR_UNSPECIFIED: _PauseBehavior.ValueType  # 0
     PAUSE_BEHAVIOR_VOID: _PauseBehavior.ValueType  # 1
+    """Invoices are voided: nothing is owed for the paused periods."""
     PAUSE_BEHAVIOR_KEEP_AS_DRAFT: _PauseBehavior.ValueType  # 2
+    """Invoices stay drafts, to be collected later."""
     PAUSE_BEHAVIOR_MARK_UNCOLLECTIBLE: _PauseBehavior.ValueType  # 3
+    """Invoices are finalized and marked uncollectible."""
 
-class PauseBehavior(_PauseBehavior, metaclass=_PauseBehaviorEnumTypeWrapper): ...
+class PauseBehavior(_PauseBehavior, metaclass=_PauseBehaviorEnumTypeWrapper):
+    """What Stripe does with the invoices of a subscription whose collection is paused."""
 
 PAUSE_BEHAVIOR_UNSPECIFIED: PauseBehavior.ValueType  # 0
 PAUSE_BEHAVIOR_VOID: PauseBehavior.ValueType  # 1
+"""Invoices are voided: nothing is owed for the paused periods."""
 PAUSE_BEHAVIOR_KEEP_AS_DRAFT: PauseBehavior.ValueType  # 2
+"""Invoices stay drafts, to be collected later."""
 PAUSE_BEHAVIOR_MARK_UNCOLLECTIBLE: PauseBehavior.ValueType  # 3
+"""Invoices are finalized and marked uncollectible."""
 Global___PauseBehavior: _TypeAlias = PauseBehavior  # noqa: Y015
+
+class _ProrationBehavior:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProrationBehaviorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProrationBehavior.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRORATION_BEHAVIOR_UNSPECIFIED: _ProrationBehavior.ValueType  # 0
+    """Stripe's default: CREATE_PRORATIONS."""
+    PRORATION_BEHAVIOR_CREATE_PRORATIONS: _ProrationBehavior.ValueType  # 1
+    """Proration items are added to the next invoice."""
+    PRORATION_BEHAVIOR_NONE: _ProrationBehavior.ValueType  # 2
+    """No proration."""
+    PRORATION_BEHAVIOR_ALWAYS_INVOICE: _ProrationBehavior.ValueType  # 3
+    """Proration items are invoiced and charged now."""
+
+class ProrationBehavior(_ProrationBehavior, metaclass=_ProrationBehaviorEnumTypeWrapper):
+    """Stripe's proration behaviours for a plan or quantity change."""
+
+PRORATION_BEHAVIOR_UNSPECIFIED: ProrationBehavior.ValueType  # 0
+"""Stripe's default: CREATE_PRORATIONS."""
+PRORATION_BEHAVIOR_CREATE_PRORATIONS: ProrationBehavior.ValueType  # 1
+"""Proration items are added to the next invoice."""
+PRORATION_BEHAVIOR_NONE: ProrationBehavior.ValueType  # 2
+"""No proration."""
+PRORATION_BEHAVIOR_ALWAYS_INVOICE: ProrationBehavior.ValueType  # 3
+"""Proration items are invoiced and charged now."""
+Global___ProrationBehavior: _TypeAlias = ProrationBehavior  # noqa: Y015
 
 @_typing.final
 class PlanPrice(_message.Message):
@@ -106,11 +154,21 @@ class Plan(_message.Message):
     TRIAL_DAYS_FIELD_NUMBER: _builtins.int
     CREDITS_ROLL_OVER_FIELD_NUMBER: _builtins.int
     PRICES_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    TRIAL_CREDITS_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     name: _builtins.str
     credits_per_period: _builtins.int
+    """Credits granted for each paid period, per unit of quantity."""
     trial_days: _builtins.int
     credits_roll_over: _builtins.bool
+    """Whether unspent period credits stay after the period ends."""
+    family: _builtins.str
+    """Plans of one family are alternatives: a user has at most one live
+    subscription per family.
+    """
+    trial_credits: _builtins.int
+    """Credits granted when a trial starts, per unit of quantity (0: none)."""
     @_builtins.property
     def prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanPrice]: ...
     def __init__(
@@ -122,14 +180,41 @@ class Plan(_message.Message):
         trial_days: _builtins.int = ...,
         credits_roll_over: _builtins.bool = ...,
         prices: _abc.Iterable[Global___PlanPrice] | None = ...,
+        family: _builtins.str = ...,
+        trial_credits: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_period", b"credits_per_period", "credits_roll_over", b"credits_roll_over", "name", b"name", "plan_id", b"plan_id", "prices", b"prices", "trial_days", b"trial_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_period", b"credits_per_period", "credits_roll_over", b"credits_roll_over", "family", b"family", "name", b"name", "plan_id", b"plan_id", "prices", b"prices", "trial_credits", b"trial_credits", "trial_days", b"trial_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
+class PauseCollection(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEHAVIOR_FIELD_NUMBER: _builtins.int
+    RESUMES_AT_FIELD_NUMBER: _builtins.int
+    behavior: Global___PauseBehavior.ValueType
+    @_builtins.property
+    def resumes_at(self) -> _timestamp_pb2.Timestamp:
+        """When Stripe resumes collection by itself; unset: until resumed."""
+
+    def __init__(
+        self,
+        *,
+        behavior: Global___PauseBehavior.ValueType = ...,
+        resumes_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resumes_at", b"resumes_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["behavior", b"behavior", "resumes_at", b"resumes_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseCollection: _TypeAlias = PauseCollection  # noqa: Y015
 
 @_typing.final
 class Subscription(_message.Message):
@@ -146,13 +231,32 @@ class Subscription(_message.Message):
     CANCEL_AT_PERIOD_END_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    PAUSE_COLLECTION_FIELD_NUMBER: _builtins.int
+    TRIAL_END_FIELD_NUMBER: _builtins.int
+    CANCEL_AT_FIELD_NUMBER: _builtins.int
+    CANCELED_AT_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    CANCELLATION_REASON_FIELD_NUMBER: _builtins.int
+    PERIODS_GRANTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_id: _builtins.str
     plan_id: _builtins.str
     quantity: _builtins.int
     status: Global___SubscriptionStatus.ValueType
     stripe_subscription_id: _builtins.str
+    """Empty while a checkout is open."""
     cancel_at_period_end: _builtins.bool
+    currency: _builtins.str
+    """The price's currency and interval."""
+    interval: _builtins.str
+    family: _builtins.str
+    cancellation_reason: _builtins.str
+    """The reason given when it was canceled."""
+    periods_granted: _builtins.int
+    """Paid periods whose credits were granted."""
     @_builtins.property
     def current_period_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -161,6 +265,18 @@ class Subscription(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def pause_collection(self) -> Global___PauseCollection:
+        """Set while collection is paused."""
+
+    @_builtins.property
+    def trial_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancel_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def canceled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -175,10 +291,20 @@ class Subscription(_message.Message):
         cancel_at_period_end: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        currency: _builtins.str = ...,
+        interval: _builtins.str = ...,
+        family: _builtins.str = ...,
+        pause_collection: Global___PauseCollection | None = ...,
+        trial_end: _timestamp_pb2.Timestamp | None = ...,
+        cancel_at: _timestamp_pb2.Timestamp | None = ...,
+        canceled_at: _timestamp_pb2.Timestamp | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        cancellation_reason: _builtins.str = ...,
+        periods_granted: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current_period_end", b"current_period_end", "current_period_start", b"current_period_start", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_at", b"cancel_at", "canceled_at", b"canceled_at", "create_time", b"create_time", "current_period_end", b"current_period_end", "current_period_start", b"current_period_start", "ended_at", b"ended_at", "pause_collection", b"pause_collection", "trial_end", b"trial_end", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_at_period_end", b"cancel_at_period_end", "create_time", b"create_time", "current_period_end", b"current_period_end", "current_period_start", b"current_period_start", "id", b"id", "plan_id", b"plan_id", "quantity", b"quantity", "status", b"status", "stripe_subscription_id", b"stripe_subscription_id", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_at", b"cancel_at", "cancel_at_period_end", b"cancel_at_period_end", "canceled_at", b"canceled_at", "cancellation_reason", b"cancellation_reason", "create_time", b"create_time", "currency", b"currency", "current_period_end", b"current_period_end", "current_period_start", b"current_period_start", "ended_at", b"ended_at", "family", b"family", "id", b"id", "interval", b"interval", "pause_collection", b"pause_collection", "periods_granted", b"periods_granted", "plan_id", b"plan_id", "quantity", b"quantity", "status", b"status", "stripe_subscription_id", b"stripe_subscription_id", "trial_end", b"trial_end", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -229,12 +355,17 @@ class CreateCheckoutSessionRequest(_message.Message):
     INTERVAL_FIELD_NUMBER: _builtins.int
     SUCCESS_URL_FIELD_NUMBER: _builtins.int
     CANCEL_URL_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     plan_id: _builtins.str
     currency: _builtins.str
+    """Lower-case ISO 4217; empty: the catalog's default currency."""
     interval: _builtins.str
+    """"month" or "year"; empty: "month"."""
     success_url: _builtins.str
     cancel_url: _builtins.str
+    quantity: _builtins.int
+    """1 when unset."""
     def __init__(
         self,
         *,
@@ -244,10 +375,11 @@ class CreateCheckoutSessionRequest(_message.Message):
         interval: _builtins.str = ...,
         success_url: _builtins.str = ...,
         cancel_url: _builtins.str = ...,
+        quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_url", b"cancel_url", "currency", b"currency", "interval", b"interval", "plan_id", b"plan_id", "success_url", b"success_url", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_url", b"cancel_url", "currency", b"currency", "interval", b"interval", "plan_id", b"plan_id", "quantity", b"quantity", "success_url", b"success_url", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -259,17 +391,21 @@ class CreateCheckoutSessionResponse(_message.Message):
 
     CHECKOUT_SESSION_ID_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     checkout_session_id: _builtins.str
     url: _builtins.str
+    subscription_id: _builtins.str
+    """The subscription this checkout creates (status INCOMPLETE until paid)."""
     def __init__(
         self,
         *,
         checkout_session_id: _builtins.str = ...,
         url: _builtins.str = ...,
+        subscription_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_session_id", b"checkout_session_id", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_session_id", b"checkout_session_id", "subscription_id", b"subscription_id", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,10 +419,13 @@ class CreateSubscriptionRequest(_message.Message):
     PLAN_ID_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     plan_id: _builtins.str
     currency: _builtins.str
     interval: _builtins.str
+    quantity: _builtins.int
+    """1 when unset."""
     def __init__(
         self,
         *,
@@ -294,10 +433,11 @@ class CreateSubscriptionRequest(_message.Message):
         plan_id: _builtins.str = ...,
         currency: _builtins.str = ...,
         interval: _builtins.str = ...,
+        quantity: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "interval", b"interval", "plan_id", b"plan_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "interval", b"interval", "plan_id", b"plan_id", "quantity", b"quantity", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -310,6 +450,9 @@ class CreateSubscriptionResponse(_message.Message):
     SUBSCRIPTION_FIELD_NUMBER: _builtins.int
     CLIENT_SECRET_FIELD_NUMBER: _builtins.int
     client_secret: _builtins.str
+    """Confirms the first payment with Stripe Elements; empty when nothing is
+    due now (a trial).
+    """
     @_builtins.property
     def subscription(self) -> Global___Subscription: ...
     def __init__(
@@ -423,16 +566,17 @@ class UpdateSubscriptionRequest(_message.Message):
     PRORATION_BEHAVIOR_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
     plan_id: _builtins.str
+    """Empty: keep the plan."""
     quantity: _builtins.int
-    proration_behavior: _builtins.str
-    """One of Stripe's proration behaviours."""
+    """0: keep the quantity."""
+    proration_behavior: Global___ProrationBehavior.ValueType
     def __init__(
         self,
         *,
         subscription_id: _builtins.str = ...,
         plan_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
-        proration_behavior: _builtins.str = ...,
+        proration_behavior: Global___ProrationBehavior.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -472,6 +616,9 @@ class CancelSubscriptionRequest(_message.Message):
     subscription_id: _builtins.str
     at_period_end: _builtins.bool
     reason: _builtins.str
+    """Free text, kept with the subscription and sent to Stripe as the
+    cancellation comment.
+    """
     def __init__(
         self,
         *,

@@ -28,8 +28,16 @@ if _version_not_supported:
 class SubscriptionsServiceStub:
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     def __init__(self, channel):
@@ -103,25 +111,38 @@ class SubscriptionsServiceStub:
 class SubscriptionsServiceServicer:
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     def ListPlans(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The plans on sale (the catalog synced to Stripe), with their prices.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateCheckoutSession(self, request, context):
-        """A Stripe Checkout Session (mode subscription).
+        """A Stripe Checkout Session (mode subscription, promotion codes allowed,
+        the plan's trial). One live subscription per user and plan family:
+        ALREADY_EXISTS (reason SUBSCRIPTION_EXISTS) otherwise.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateSubscription(self, request, context):
-        """A Stripe subscription with payment_behavior=default_incomplete.
+        """A Stripe subscription with payment_behavior=default_incomplete; the
+        client secret confirms its first payment in an Elements form. Same
+        one-per-family rule.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,43 +155,50 @@ class SubscriptionsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSubscriptions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A user's subscriptions (newest first); admins and services may list anyone's.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes the plan and/or the quantity, with the proration behaviour chosen.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels now or at the end of the current period.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReactivateSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Withdraws a pending cancellation at period end.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Pauses payment collection (Stripe's pause_collection).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Resumes collection of a paused subscription.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreatePortalSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A Stripe Customer Portal session for the user.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -257,8 +285,16 @@ def add_SubscriptionsServiceServicer_to_server(servicer, server):
 class SubscriptionsService:
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     @staticmethod

@@ -29,8 +29,16 @@ GRPC_VERSION: str
 class SubscriptionsServiceStub:
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     @_typing.overload
@@ -38,18 +46,32 @@ class SubscriptionsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SubscriptionsServiceAsyncStub: ...
     ListPlans: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ListPlansRequest, _subscriptions_pb2.ListPlansResponse]
+    """The plans on sale (the catalog synced to Stripe), with their prices."""
     CreateCheckoutSession: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CreateCheckoutSessionRequest, _subscriptions_pb2.CreateCheckoutSessionResponse]
-    """A Stripe Checkout Session (mode subscription)."""
+    """A Stripe Checkout Session (mode subscription, promotion codes allowed,
+    the plan's trial). One live subscription per user and plan family:
+    ALREADY_EXISTS (reason SUBSCRIPTION_EXISTS) otherwise.
+    """
     CreateSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CreateSubscriptionRequest, _subscriptions_pb2.CreateSubscriptionResponse]
-    """A Stripe subscription with payment_behavior=default_incomplete."""
+    """A Stripe subscription with payment_behavior=default_incomplete; the
+    client secret confirms its first payment in an Elements form. Same
+    one-per-family rule.
+    """
     GetSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.GetSubscriptionRequest, _subscriptions_pb2.GetSubscriptionResponse]
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ListSubscriptionsRequest, _subscriptions_pb2.ListSubscriptionsResponse]
+    """A user's subscriptions (newest first); admins and services may list anyone's."""
     UpdateSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.UpdateSubscriptionRequest, _subscriptions_pb2.UpdateSubscriptionResponse]
+    """Changes the plan and/or the quantity, with the proration behaviour chosen."""
     CancelSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CancelSubscriptionRequest, _subscriptions_pb2.CancelSubscriptionResponse]
+    """Cancels now or at the end of the current period."""
     ReactivateSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ReactivateSubscriptionRequest, _subscriptions_pb2.ReactivateSubscriptionResponse]
+    """Withdraws a pending cancellation at period end."""
     PauseSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.PauseSubscriptionRequest, _subscriptions_pb2.PauseSubscriptionResponse]
+    """Pauses payment collection (Stripe's pause_collection)."""
     ResumeSubscription: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ResumeSubscriptionRequest, _subscriptions_pb2.ResumeSubscriptionResponse]
+    """Resumes collection of a paused subscription."""
     CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CreatePortalSessionRequest, _subscriptions_pb2.CreatePortalSessionResponse]
+    """A Stripe Customer Portal session for the user."""
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.HandleStripeEventRequest, _subscriptions_pb2.HandleStripeEventResponse]
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
@@ -59,24 +81,46 @@ class SubscriptionsServiceStub:
 class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListPlans: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ListPlansRequest, _subscriptions_pb2.ListPlansResponse]  # type: ignore[assignment]
+    """The plans on sale (the catalog synced to Stripe), with their prices."""
     CreateCheckoutSession: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CreateCheckoutSessionRequest, _subscriptions_pb2.CreateCheckoutSessionResponse]  # type: ignore[assignment]
-    """A Stripe Checkout Session (mode subscription)."""
+    """A Stripe Checkout Session (mode subscription, promotion codes allowed,
+    the plan's trial). One live subscription per user and plan family:
+    ALREADY_EXISTS (reason SUBSCRIPTION_EXISTS) otherwise.
+    """
     CreateSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CreateSubscriptionRequest, _subscriptions_pb2.CreateSubscriptionResponse]  # type: ignore[assignment]
-    """A Stripe subscription with payment_behavior=default_incomplete."""
+    """A Stripe subscription with payment_behavior=default_incomplete; the
+    client secret confirms its first payment in an Elements form. Same
+    one-per-family rule.
+    """
     GetSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.GetSubscriptionRequest, _subscriptions_pb2.GetSubscriptionResponse]  # type: ignore[assignment]
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ListSubscriptionsRequest, _subscriptions_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
+    """A user's subscriptions (newest first); admins and services may list anyone's."""
     UpdateSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.UpdateSubscriptionRequest, _subscriptions_pb2.UpdateSubscriptionResponse]  # type: ignore[assignment]
+    """Changes the plan and/or the quantity, with the proration behaviour chosen."""
     CancelSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CancelSubscriptionRequest, _subscriptions_pb2.CancelSubscriptionResponse]  # type: ignore[assignment]
+    """Cancels now or at the end of the current period."""
     ReactivateSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ReactivateSubscriptionRequest, _subscriptions_pb2.ReactivateSubscriptionResponse]  # type: ignore[assignment]
+    """Withdraws a pending cancellation at period end."""
     PauseSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.PauseSubscriptionRequest, _subscriptions_pb2.PauseSubscriptionResponse]  # type: ignore[assignment]
+    """Pauses payment collection (Stripe's pause_collection)."""
     ResumeSubscription: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ResumeSubscriptionRequest, _subscriptions_pb2.ResumeSubscriptionResponse]  # type: ignore[assignment]
+    """Resumes collection of a paused subscription."""
     CreatePortalSession: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CreatePortalSessionRequest, _subscriptions_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
+    """A Stripe Customer Portal session for the user."""
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.HandleStripeEventRequest, _subscriptions_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
@@ -85,8 +129,16 @@ class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
 class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """SubscriptionsService owns plans and the subscription lifecycle.
 
-    First draft: the contract takes its final shape with the Subscriptions
-    issue; the server answers UNIMPLEMENTED for every method until then.
+    Stripe is the source of truth for a subscription's state: every change is
+    made at Stripe (with an idempotency key derived from the caller's) and this
+    service keeps the newest state Stripe reported, so a late, older event never
+    rolls it back. Each paid period grants the plan's credits once, through this
+    service's outbox, keyed by the Stripe invoice.
+
+    Mutating calls require the `idempotency-key` metadata. A `user:` actor may
+    act only on its own subscriptions; admins and services on anyone's. A call
+    that the subscription's current state does not allow is refused with
+    FAILED_PRECONDITION, reason SUBSCRIPTION_STATE, naming the current state.
     """
 
     @_abc_1.abstractmethod
@@ -94,7 +146,8 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _subscriptions_pb2.ListPlansRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.ListPlansResponse, _abc.Awaitable[_subscriptions_pb2.ListPlansResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.ListPlansResponse, _abc.Awaitable[_subscriptions_pb2.ListPlansResponse]]:
+        """The plans on sale (the catalog synced to Stripe), with their prices."""
 
     @_abc_1.abstractmethod
     def CreateCheckoutSession(
@@ -102,7 +155,10 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _subscriptions_pb2.CreateCheckoutSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_subscriptions_pb2.CreateCheckoutSessionResponse, _abc.Awaitable[_subscriptions_pb2.CreateCheckoutSessionResponse]]:
-        """A Stripe Checkout Session (mode subscription)."""
+        """A Stripe Checkout Session (mode subscription, promotion codes allowed,
+        the plan's trial). One live subscription per user and plan family:
+        ALREADY_EXISTS (reason SUBSCRIPTION_EXISTS) otherwise.
+        """
 
     @_abc_1.abstractmethod
     def CreateSubscription(
@@ -110,7 +166,10 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _subscriptions_pb2.CreateSubscriptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_subscriptions_pb2.CreateSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.CreateSubscriptionResponse]]:
-        """A Stripe subscription with payment_behavior=default_incomplete."""
+        """A Stripe subscription with payment_behavior=default_incomplete; the
+        client secret confirms its first payment in an Elements form. Same
+        one-per-family rule.
+        """
 
     @_abc_1.abstractmethod
     def GetSubscription(
@@ -124,49 +183,56 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _subscriptions_pb2.ListSubscriptionsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.ListSubscriptionsResponse, _abc.Awaitable[_subscriptions_pb2.ListSubscriptionsResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.ListSubscriptionsResponse, _abc.Awaitable[_subscriptions_pb2.ListSubscriptionsResponse]]:
+        """A user's subscriptions (newest first); admins and services may list anyone's."""
 
     @_abc_1.abstractmethod
     def UpdateSubscription(
         self,
         request: _subscriptions_pb2.UpdateSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.UpdateSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.UpdateSubscriptionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.UpdateSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.UpdateSubscriptionResponse]]:
+        """Changes the plan and/or the quantity, with the proration behaviour chosen."""
 
     @_abc_1.abstractmethod
     def CancelSubscription(
         self,
         request: _subscriptions_pb2.CancelSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.CancelSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.CancelSubscriptionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.CancelSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.CancelSubscriptionResponse]]:
+        """Cancels now or at the end of the current period."""
 
     @_abc_1.abstractmethod
     def ReactivateSubscription(
         self,
         request: _subscriptions_pb2.ReactivateSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.ReactivateSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.ReactivateSubscriptionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.ReactivateSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.ReactivateSubscriptionResponse]]:
+        """Withdraws a pending cancellation at period end."""
 
     @_abc_1.abstractmethod
     def PauseSubscription(
         self,
         request: _subscriptions_pb2.PauseSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.PauseSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.PauseSubscriptionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.PauseSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.PauseSubscriptionResponse]]:
+        """Pauses payment collection (Stripe's pause_collection)."""
 
     @_abc_1.abstractmethod
     def ResumeSubscription(
         self,
         request: _subscriptions_pb2.ResumeSubscriptionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.ResumeSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.ResumeSubscriptionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.ResumeSubscriptionResponse, _abc.Awaitable[_subscriptions_pb2.ResumeSubscriptionResponse]]:
+        """Resumes collection of a paused subscription."""
 
     @_abc_1.abstractmethod
     def CreatePortalSession(
         self,
         request: _subscriptions_pb2.CreatePortalSessionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_subscriptions_pb2.CreatePortalSessionResponse, _abc.Awaitable[_subscriptions_pb2.CreatePortalSessionResponse]]: ...
+    ) -> _typing.Union[_subscriptions_pb2.CreatePortalSessionResponse, _abc.Awaitable[_subscriptions_pb2.CreatePortalSessionResponse]]:
+        """A Stripe Customer Portal session for the user."""
 
     @_abc_1.abstractmethod
     def HandleStripeEvent(
