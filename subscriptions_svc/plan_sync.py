@@ -40,12 +40,18 @@ class SyncReport:
     def changed(self) -> bool:
         return bool(self.created or self.retired or self.renamed)
 
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.retired)} retired, {len(self.renamed)} renamed, "
+            f"{len(self.unchanged)} prices unchanged"
+        )
+
     def lines(self) -> list[str]:
         return [
             *(f"created  {item}" for item in self.created),
             *(f"retired  {item}" for item in self.retired),
             *(f"renamed  {item}" for item in self.renamed),
-            f"{len(self.unchanged)} prices unchanged",
+            self.summary(),
         ]
 
 
