@@ -8,8 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests (tests/browser) drive Debian's Chromium: Playwright cannot download its own here.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install lint typecheck protos protos-check migrate bench bench-webhooks breaking clean
+.PHONY: run test install lint typecheck protos protos-check migrate bench bench-dashboard bench-webhooks breaking clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +21,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
 run: $(STAMP)
 	$(PY) scripts/run_local.py
 
-test: lint typecheck
+test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -48,6 +53,9 @@ migrate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/credits_bench.py $(BENCH_ARGS)
+
+bench-dashboard: $(STAMP)
+	$(PY) bench/dashboard_bench.py $(BENCH_ARGS)
 
 bench-webhooks: $(STAMP)
 	$(PY) bench/webhook_bench.py $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""python -m credits_svc [serve | migrate | check-ledger]"""
+"""python -m credits_svc [serve | migrate | check-ledger | rollup]"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from credits_svc.bootstrap import MIGRATIONS, build
 from credits_svc.config import CreditsSettings
 from credits_svc.repository import LedgerRepository
+from credits_svc.rollup import roll_up
 from svckit import cli
 from svckit.bootstrap import open_database
 from svckit.db import run_transaction
@@ -37,6 +38,17 @@ def check_ledger(settings: CreditsSettings) -> int:
     return 0 if report.balanced else 1
 
 
+def rollup(settings: CreditsSettings) -> int:
+    """Bring the hourly credit totals up to date now; print what it did as JSON (exit 1 if it had to skip)."""
+    engine = open_database(settings, MIGRATIONS, "credits")
+    try:
+        run = roll_up(engine)
+    finally:
+        engine.dispose()
+    print(json.dumps({"transfers": run.transfers, "last_entry_id": run.last_entry_id, "skipped": run.skipped}))
+    return 1 if run.skipped else 0
+
+
 if __name__ == "__main__":
     sys.exit(
         cli.main(
@@ -44,6 +56,9 @@ if __name__ == "__main__":
             settings_type=CreditsSettings,
             build=build,
             migrations=MIGRATIONS,
-            extra={"check-ledger": ("prove balances equal their entries and sum to zero", check_ledger)},
+            extra={
+                "check-ledger": ("prove balances equal their entries and sum to zero", check_ledger),
+                "rollup": ("bring the hourly credit totals up to date now", rollup),
+            },
         )
     )

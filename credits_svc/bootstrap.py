@@ -10,10 +10,11 @@ from billing.credits.v1 import credits_pb2_grpc
 from credits_svc.config import CreditsSettings
 from credits_svc.grpc_server import SERVICE_NAME, CreditsServicer
 from credits_svc.models import idempotency_records
+from credits_svc.rollup import roll_up
 from credits_svc.service import CreditsService
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
-from svckit.server import GrpcService, ServiceDefinition
+from svckit.server import GrpcService, PeriodicTask, ServiceDefinition
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,7 +33,11 @@ def build(settings: CreditsSettings) -> GrpcService:
             name="credits",
             service_names=[SERVICE_NAME],
             register=register,
-            periodic=[idempotency_purge(idempotency, engine, settings)],
+            periodic=[
+                idempotency_purge(idempotency, engine, settings),
+                # Safe on every replica at once: one claims the watermark, the others skip their turn.
+                PeriodicTask("roll up credit totals", settings.totals_rollup_seconds, lambda: roll_up(engine)),
+            ],
             on_stop=engine.dispose,
         ),
     )

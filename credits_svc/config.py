@@ -14,3 +14,5 @@ class CreditsSettings(ServiceSettings):
 
     database_url: str = "sqlite:///var/credits.db"
     grpc_port: int = Field(default=devdefaults.CREDITS_PORT, ge=0, le=65535)
+    # How often the hourly credit totals are brought up to date (credits_svc.rollup).
+    totals_rollup_seconds: float = Field(default=60.0, gt=0)

@@ -323,3 +323,62 @@ def plan_reversal(
     if policy is ShortfallPolicy.REJECT:
         raise InsufficientCredits(original.user_id, wanted)
     return ReversalPlan(amount=wallet_balance, shortfall=wanted - wallet_balance)
+
+
+# --- admin reads --------------------------------------------------------------------------
+
+
+def check_time_range(since: datetime | None, until: datetime | None, *, required: bool) -> None:
+    """[since, until): both given when `required`, and since before until when both are."""
+    v = Violations()
+    if required and since is None:
+        v.add("since", "required: the start of the range (inclusive)")
+    if required and until is None:
+        v.add("until", "required: the end of the range (exclusive)")
+    if since is not None and until is not None and since >= until:
+        v.add("until", "must be later than since")
+    v.raise_if_any()
+
+
+@dataclass(frozen=True)
+class TransferFilter:
+    user_id: str = ""
+    kind: TransferKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def validate(self) -> None:
+        if self.user_id:
+            check_user_id(self.user_id)
+        check_time_range(self.since, self.until, required=False)
+
+
+@dataclass(frozen=True)
+class TransfersPage:
+    transfers: list[Transfer]
+    # (created_at, id) of the last transfer of this page when another page follows.
+    next_before: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class CreditTotals:
+    granted: int
+    spent: int
+    reversed: int
+    expired: int
+    # In all wallets now, whatever the range.
+    outstanding: int
+    granted_by_source: dict[GrantSource, int]
+
+
+def credit_totals(amounts: dict[tuple[TransferKind, GrantSource | None], int], outstanding: int) -> CreditTotals:
+    """Totals from the amounts moved per (kind, source) in a range."""
+    by_source = {source: amounts.get((TransferKind.GRANT, source), 0) for source in GrantSource}
+    return CreditTotals(
+        granted=sum(by_source.values()),
+        spent=sum(amount for (kind, _), amount in amounts.items() if kind is TransferKind.SPEND),
+        reversed=sum(amount for (kind, _), amount in amounts.items() if kind is TransferKind.REVERSAL),
+        expired=0,
+        outstanding=outstanding,
+        granted_by_source=by_source,
+    )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.common.v1 import admin_pb2
 from billing.credits.v1 import credits_pb2 as pb
 from billing.credits.v1 import credits_pb2_grpc
 from credits_svc import domain
 from credits_svc.service import CreditsService
-from svckit.pagination import decode_int_position, encode_page_token
+from svckit.audit import AuditFilter, AuditRecord
+from svckit.errors import FieldViolation, InvalidArgument
+from svckit.pagination import decode_int_position, decode_page_token, encode_page_token
 from svckit.server import current_call, in_thread
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CreditsService"].full_name
@@ -28,6 +31,8 @@ SOURCE_TO_PB = {
     domain.GrantSource.ADJUSTMENT: pb.GRANT_SOURCE_ADJUSTMENT,
 }
 SOURCE_FROM_PB = {value: key for key, value in SOURCE_TO_PB.items()}
+KIND_FROM_PB = {value: key for key, value in KIND_TO_PB.items()}
+AUDIT_SERVICE = "credits"
 POLICY_FROM_PB = {
     pb.SHORTFALL_POLICY_UNSPECIFIED: domain.ShortfallPolicy.REJECT,
     pb.SHORTFALL_POLICY_REJECT: domain.ShortfallPolicy.REJECT,
@@ -39,6 +44,50 @@ def _timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def _moment(message: Any, field: str) -> datetime | None:
+    """A Timestamp field as an aware UTC datetime, None when unset."""
+    if not message.HasField(field):
+        return None
+    moment: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return moment
+
+
+def encode_time_position(position: tuple[datetime, str] | None) -> str:
+    """The page token after the row at (time, id); '' when no page follows."""
+    if position is None:
+        return ""
+    at, ident = position
+    return encode_page_token({"before_time": at.isoformat(), "before_id": ident})
+
+
+def decode_time_position(token: str) -> tuple[datetime, str] | None:
+    position = decode_page_token(token)
+    if not position:
+        return None
+    at, ident = position.get("before_time"), position.get("before_id")
+    try:
+        if isinstance(at, str) and isinstance(ident, str) and ident:
+            moment = datetime.fromisoformat(at)
+            if moment.tzinfo is not None:
+                return moment.astimezone(UTC), ident
+    except ValueError:
+        pass
+    raise InvalidArgument.from_violations([FieldViolation("page_token", "not a page token this service issued")])
+
+
+def audit_record_to_pb(record: AuditRecord) -> admin_pb2.AuditRecord:
+    return admin_pb2.AuditRecord(
+        id=record.id,
+        actor=record.actor,
+        action=record.action,
+        target=record.target,
+        request_id=record.request_id,
+        detail=record.detail,
+        time=_timestamp(record.created_at),
+        service=AUDIT_SERVICE,
+    )
 
 
 def transfer_to_pb(t: domain.Transfer) -> pb.Transfer:
@@ -161,6 +210,53 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
         outcome = await in_thread(self.service.reverse, call.actor, cmd, call.idempotent(request), encode)
         call.mark_replayed(outcome.replayed)
         return pb.ReverseResponse.FromString(outcome.response)
+
+    async def GetCreditTotals(self, request: pb.GetCreditTotalsRequest, context: Any) -> pb.GetCreditTotalsResponse:
+        totals = await in_thread(
+            self.service.credit_totals, current_call().actor, _moment(request, "since"), _moment(request, "until")
+        )
+        return pb.GetCreditTotalsResponse(
+            granted=totals.granted,
+            spent=totals.spent,
+            reversed=totals.reversed,
+            expired=totals.expired,
+            outstanding=totals.outstanding,
+            granted_by_source=[
+                pb.SourceTotal(source=SOURCE_TO_PB[source], granted=granted)
+                for source, granted in totals.granted_by_source.items()
+            ],
+        )
+
+    async def ListTransfers(self, request: pb.ListTransfersRequest, context: Any) -> pb.ListTransfersResponse:
+        before = decode_time_position(request.page_token)
+        if request.kind and request.kind not in KIND_FROM_PB:
+            raise InvalidArgument.from_violations([FieldViolation("kind", "not a transfer kind")])
+        where = domain.TransferFilter(
+            user_id=request.user_id,
+            kind=KIND_FROM_PB.get(request.kind),
+            since=_moment(request, "since"),
+            until=_moment(request, "until"),
+        )
+        page = await in_thread(self.service.list_transfers, current_call().actor, where, request.page_size, before)
+        return pb.ListTransfersResponse(
+            transfers=[transfer_to_pb(t) for t in page.transfers],
+            next_page_token=encode_time_position(page.next_before),
+        )
+
+    async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> pb.ListAuditRecordsResponse:
+        before = decode_time_position(request.page_token)
+        where = AuditFilter(
+            actor=request.actor,
+            action=request.action,
+            since=_moment(request, "since"),
+            until=_moment(request, "until"),
+        )
+        records, next_before = await in_thread(
+            self.service.list_audit_records, current_call().actor, where, request.page_size, before
+        )
+        return pb.ListAuditRecordsResponse(
+            records=[audit_record_to_pb(r) for r in records], next_page_token=encode_time_position(next_before)
+        )
 
     async def CheckLedger(self, request: pb.CheckLedgerRequest, context: Any) -> pb.CheckLedgerResponse:
         report = await in_thread(self.service.check_ledger, current_call().actor)

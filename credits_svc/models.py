@@ -8,6 +8,9 @@ The schema enforces the ledger's invariants on its own, whatever the code does:
   reference is unique;
 - a reversal never exceeds what was transferred (CHECK on reversed_amount);
 - ledger entries can be neither updated nor deleted (triggers, in the migration).
+
+Beside the ledger: the hourly totals the rollup maintains (credits_svc.rollup) with
+the one row that says how far it got, and the audit log of admin actions.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from svckit.audit import audit_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 
@@ -82,6 +86,8 @@ class Transfer(Base):
         CheckConstraint("reversed_amount >= 0 AND reversed_amount <= amount", name="reversed_within_amount"),
         CheckConstraint("(kind = 'reversal') = (reverses_transfer_id IS NOT NULL)", name="reversal_has_original"),
         Index(None, "user_id", "created_at"),
+        # Newest-first listing, and the live edges of a totals range.
+        Index(None, "created_at", "id"),
     )
 
 
@@ -105,8 +111,38 @@ class LedgerEntry(Base):
     )
 
 
+class HourlyTotal(Base):
+    """Credits moved by the transfers of one UTC hour, per kind and grant source, as far as the rollup got."""
+
+    __tablename__ = "ledger_hourly_totals"
+
+    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The grant source, '' for none (spends, reversals of spends).
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("amount >= 0 AND count >= 0", name="not_negative"),)
+
+
+class RollupState(Base):
+    """How far the rollup got: every transfer whose credit entry id is at most last_entry_id is counted."""
+
+    __tablename__ = "ledger_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_entry_id: Mapped[int] = mapped_column(BigInteger)
+    # Credits those transfers put into wallets, net: what wallets held once they were all applied.
+    wallet_net: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 metadata = Base.metadata
 idempotency_records = idempotency_table(metadata)
 accounts = cast(Table, Account.__table__)
 transfers = cast(Table, Transfer.__table__)
 ledger_entries = cast(Table, LedgerEntry.__table__)
+hourly_totals = cast(Table, HourlyTotal.__table__)
+rollup_state = cast(Table, RollupState.__table__)
+audit_records = audit_table(metadata)

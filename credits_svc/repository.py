@@ -8,15 +8,22 @@ re-checks against the committed balance.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, insert, literal, or_, select, update
 
 from credits_svc import domain
-from credits_svc.models import accounts, ledger_entries, transfers
+from credits_svc.models import accounts, hourly_totals, ledger_entries, rollup_state, transfers
 from svckit.db import dialect_insert_for
+
+ROLLUP_STATE = "totals"
+HOUR = timedelta(hours=1)
+# Amounts moved per (kind, grant source) in a range.
+Amounts = Counter[tuple[domain.TransferKind, domain.GrantSource | None]]
 
 
 def _transfer(row: Any) -> domain.Transfer:
@@ -72,6 +79,36 @@ class _Statements:
             .where(t.c.id == bindparam("transfer_id"), t.c.reversed_amount + bindparam("more") <= t.c.amount)
             .values(reversed_amount=t.c.reversed_amount + bindparam("more"))
         )
+
+
+@dataclass(frozen=True)
+class RollupWatermark:
+    last_entry_id: int
+    wallet_net: int
+
+
+@dataclass(frozen=True)
+class RolledTransfer:
+    """What the rollup needs of a transfer."""
+
+    kind: str
+    source: str | None
+    amount: int
+    created_at: datetime
+    into_wallet: bool
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    floor = floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def _key(kind: str, source: str | None) -> tuple[domain.TransferKind, domain.GrantSource | None]:
+    return domain.TransferKind(kind), domain.GrantSource(source) if source else None
 
 
 @functools.cache
@@ -197,6 +234,152 @@ class LedgerRepository:
             )
             for row in self.conn.execute(stmt)
         ]
+
+    def list_transfers(
+        self, where: domain.TransferFilter, before: tuple[datetime, str] | None, limit: int
+    ) -> list[domain.Transfer]:
+        """Newest first; `before` is the (created_at, id) of the last transfer of the previous page."""
+        t = transfers
+        stmt = select(t)
+        if where.user_id:
+            stmt = stmt.where(t.c.user_id == where.user_id)
+        if where.kind is not None:
+            stmt = stmt.where(t.c.kind == where.kind.value)
+        if where.since is not None:
+            stmt = stmt.where(t.c.created_at >= where.since)
+        if where.until is not None:
+            stmt = stmt.where(t.c.created_at < where.until)
+        if before is not None:
+            at, ident = before
+            stmt = stmt.where(or_(t.c.created_at < at, and_(t.c.created_at == at, t.c.id < ident)))
+        stmt = stmt.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+        return [_transfer(row) for row in self.conn.execute(stmt)]
+
+    # --- totals -----------------------------------------------------------------------
+    #
+    # A transfer is represented by its credit entry (the positive one): its id orders
+    # transfers for the rollup. The rollup has counted exactly the transfers whose
+    # credit entry id is at most the watermark; the rest (the tail) are read live.
+
+    def credit_totals(self, since: datetime, until: datetime) -> domain.CreditTotals:
+        """Exact totals for [since, until), read in the caller's snapshot.
+
+        Whole hours inside the range come from the hourly rollup plus the tail;
+        the partial hours at its edges are read live from the transfers.
+        """
+        mark = self.rollup_watermark()
+        amounts: Amounts = Counter()
+        full_from, full_to = ceil_hour(since), floor_hour(until)
+        if full_from < full_to:
+            amounts.update(self._live_amounts(since, full_from))
+            amounts.update(self._rolled_amounts(full_from, full_to))
+            amounts.update(self._live_amounts(full_to, until))
+        else:
+            amounts.update(self._live_amounts(since, until))
+            full_from = full_to = since  # no whole hour: the tail adds nothing to the range
+        tail, tail_net = self._tail(mark.last_entry_id, full_from, full_to)
+        amounts.update(tail)
+        return domain.credit_totals(dict(amounts), mark.wallet_net + tail_net)
+
+    def rollup_watermark(self) -> RollupWatermark:
+        """How far the rollup got, as this transaction sees it."""
+        row = self.conn.execute(self._watermark()).first()
+        if row is None:
+            raise RuntimeError("ledger_rollup_state has no row: the migration creates it")
+        return RollupWatermark(int(row.last_entry_id), int(row.wallet_net))
+
+    def claim_rollup_watermark(self) -> RollupWatermark | None:
+        """The watermark, locked until this transaction ends; None while another transaction holds it."""
+        row = self.conn.execute(self._watermark().with_for_update(skip_locked=True)).first()
+        return None if row is None else RollupWatermark(int(row.last_entry_id), int(row.wallet_net))
+
+    @staticmethod
+    def _watermark() -> Select[Any]:
+        s = rollup_state
+        return select(s.c.last_entry_id, s.c.wallet_net).where(s.c.name == ROLLUP_STATE)
+
+    def _live_amounts(self, since: datetime, until: datetime) -> Amounts:
+        if since >= until:
+            return Counter()
+        t = transfers
+        stmt = (
+            select(t.c.kind, t.c.source, func.sum(t.c.amount).label("amount"))
+            .where(t.c.created_at >= since, t.c.created_at < until)
+            .group_by(t.c.kind, t.c.source)
+        )
+        return Counter({_key(row.kind, row.source): int(row.amount) for row in self.conn.execute(stmt)})
+
+    def _rolled_amounts(self, since: datetime, until: datetime) -> Amounts:
+        h = hourly_totals
+        stmt = (
+            select(h.c.kind, h.c.source, func.sum(h.c.amount).label("amount"))
+            .where(h.c.hour >= since, h.c.hour < until)
+            .group_by(h.c.kind, h.c.source)
+        )
+        return Counter({_key(row.kind, row.source): int(row.amount) for row in self.conn.execute(stmt)})
+
+    def _tail(self, after_entry_id: int, since: datetime, until: datetime) -> tuple[Amounts, int]:
+        """Transfers not rolled up yet: amounts of those created in [since, until), and the wallets' net of all."""
+        e, t = ledger_entries, transfers
+        in_range = and_(t.c.created_at >= since, t.c.created_at < until)
+        stmt = (
+            select(
+                t.c.kind,
+                t.c.source,
+                func.sum(case((in_range, t.c.amount), else_=0)).label("amount"),
+                func.sum(case((e.c.account.like(domain.WALLET_PREFIX + "%"), t.c.amount), else_=-t.c.amount)).label(
+                    "net"
+                ),
+            )
+            .select_from(e.join(t, t.c.id == e.c.transfer_id))
+            .where(e.c.id > after_entry_id, e.c.amount > 0)
+            .group_by(t.c.kind, t.c.source)
+        )
+        amounts: Amounts = Counter()
+        net = 0
+        for row in self.conn.execute(stmt):
+            amounts[_key(row.kind, row.source)] += int(row.amount)
+            net += int(row.net)
+        return amounts, net
+
+    # --- the rollup's writes ----------------------------------------------------------
+
+    def last_entry_id(self) -> int:
+        """The highest ledger entry id committed (SQLite: writers are serialised, so none is in flight)."""
+        return int(self.conn.execute(select(func.coalesce(func.max(ledger_entries.c.id), 0))).scalar_one())
+
+    def transfers_to_roll_up(self, after_entry_id: int, upto_entry_id: int) -> list[RolledTransfer]:
+        e, t = ledger_entries, transfers
+        stmt = (
+            select(t.c.kind, t.c.source, t.c.amount, t.c.created_at, e.c.account)
+            .select_from(e.join(t, t.c.id == e.c.transfer_id))
+            .where(e.c.id > after_entry_id, e.c.id <= upto_entry_id, e.c.amount > 0)
+        )
+        return [
+            RolledTransfer(row.kind, row.source, row.amount, row.created_at, domain.is_wallet(row.account))
+            for row in self.conn.execute(stmt)
+        ]
+
+    def add_hourly_totals(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Add amounts and counts to hourly rows, creating them as needed."""
+        batch = list(rows)
+        if not batch:
+            return
+        h = hourly_totals
+        upsert = dialect_insert_for(self.conn.dialect.name, h)
+        stmt = upsert.on_conflict_do_update(
+            index_elements=["hour", "kind", "source"],
+            set_={"amount": h.c.amount + upsert.excluded.amount, "count": h.c.count + upsert.excluded.count},
+        )
+        self.conn.execute(stmt, batch)
+
+    def advance_rollup(self, mark: RollupWatermark, now: datetime) -> None:
+        s = rollup_state
+        self.conn.execute(
+            update(s)
+            .where(s.c.name == ROLLUP_STATE)
+            .values(last_entry_id=mark.last_entry_id, wallet_net=mark.wallet_net, updated_at=now)
+        )
 
     def check(self) -> domain.LedgerReport:
         """Every invariant of the ledger, from one consistent snapshot."""

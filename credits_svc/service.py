@@ -10,8 +10,10 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 
 from credits_svc import domain
+from credits_svc.models import audit_records
 from credits_svc.repository import LedgerRepository
 from svckit.actors import Actor
+from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import Aborted, InvalidArgument
@@ -40,11 +42,13 @@ class CreditsService:
         *,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_transfer_id,
+        audit: AuditLog | None = None,
     ) -> None:
         self.engine = engine
         self.idempotency = idempotency
         self.clock = clock
         self.new_id = new_id
+        self.audit = audit or AuditLog(audit_records)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -77,6 +81,52 @@ class CreditsService:
         actor.require_privileged("check the ledger")
         return run_transaction(self.engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
 
+    # --- admin reads ------------------------------------------------------------------
+
+    def credit_totals(self, actor: Actor, since: datetime | None, until: datetime | None) -> domain.CreditTotals:
+        actor.require_privileged("read credit totals")
+        domain.check_time_range(since, until, required=True)
+        assert since is not None  # checked
+        assert until is not None
+        # One snapshot: the rollup's rows and the transfers read live agree with each other.
+        return run_transaction(
+            self.engine,
+            lambda conn: LedgerRepository(conn).credit_totals(since, until),
+            read_only=True,
+            snapshot=True,
+        )
+
+    def list_transfers(
+        self,
+        actor: Actor,
+        where: domain.TransferFilter,
+        page_size: int,
+        before: tuple[datetime, str] | None,
+    ) -> domain.TransfersPage:
+        actor.require_privileged("list transfers")
+        where.validate()
+        limit = clamp_page_size(page_size)
+        rows = self._read(lambda repo: repo.list_transfers(where, before, limit + 1))
+        page, last = take_page(rows, limit)
+        return domain.TransfersPage(page, (last.created_at, last.id) if last else None)
+
+    def list_audit_records(
+        self,
+        actor: Actor,
+        where: AuditFilter,
+        page_size: int,
+        before: tuple[datetime, str] | None,
+    ) -> tuple[list[AuditRecord], tuple[datetime, str] | None]:
+        """A page of audit records, newest first, and where the next page starts (None: no more)."""
+        actor.require_privileged("list audit records")
+        domain.check_time_range(where.since, where.until, required=False)
+        limit = clamp_page_size(page_size)
+        rows = run_transaction(
+            self.engine, lambda conn: self.audit.list(conn, where, before=before, limit=limit + 1), read_only=True
+        )
+        page, last = take_page(rows, limit)
+        return page, (last.created_at, last.id) if last else None
+
     # --- mutations --------------------------------------------------------------------
 
     def grant(
@@ -107,7 +157,16 @@ class CreditsService:
                 actor=str(actor),
                 created_at=now,
             )
-            return _record(repo, transfer, balance)
+            result = _record(repo, transfer, balance)
+            if is_audited(actor):
+                self.audit.record(
+                    conn,
+                    actor=actor,
+                    action="credits.grant",
+                    target=f"user:{cmd.user_id}",
+                    detail=f"granted {cmd.amount} credits ({source.value}), reference {cmd.reference!r}",
+                )
+            return result
 
         return self.idempotency.execute_once(self.engine, call, effect, encode)
 
@@ -185,6 +244,16 @@ class CreditsService:
                 created_at=now,
             )
             _record(repo, transfer, balance)
+            if is_audited(actor):
+                self.audit.record(
+                    conn,
+                    actor=actor,
+                    action="credits.reverse",
+                    target=f"transfer:{original.id}",
+                    detail=f"reversed {plan.amount} credits"
+                    + (f" (shortfall {plan.shortfall})" if plan.shortfall else "")
+                    + f", reason {cmd.reason!r}",
+                )
             return domain.ReversalResult(transfer, balance, plan.shortfall, original.remaining - plan.amount)
 
         return self.idempotency.execute_once(self.engine, call, effect, encode)

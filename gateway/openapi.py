@@ -45,7 +45,8 @@ PROBLEM_DESCRIPTIONS: Mapping[int, str] = {
     409: (
         "Conflict: the reference is already used, a request with this Idempotency-Key is still in flight, a "
         "subscription in the plan's family already exists (SUBSCRIPTION_EXISTS), or the subscription's current "
-        "state, named in `detail`, does not allow the change (SUBSCRIPTION_STATE)."
+        "state, named in `detail`, does not allow the change (SUBSCRIPTION_STATE), or a Stripe event to re-drive "
+        "was already processed (EVENT_NOT_REDRIVABLE)."
     ),
     413: "The request body is larger than the gateway accepts.",
     415: "The request body is not application/json.",

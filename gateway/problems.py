@@ -14,6 +14,7 @@ with these overrides (`STATUS_BY_REASON` and `problem_from_rpc`):
 - SUBSCRIPTION_EXISTS → 409: a live subscription (or an open checkout) in the plan's family already exists;
 - SUBSCRIPTION_STATE → 409 (not FAILED_PRECONDITION's 400): the subscription's current state, which
   the service's message names, does not allow the change;
+- EVENT_NOT_REDRIVABLE → 409: the Stripe event was processed already; only rejected or ignored ones re-drive;
 - PLAN_NOT_SYNCED → 503 with `Retry-After`: the plan has no Stripe price until an operator syncs the catalog;
 - UNAVAILABLE → 503 with `Retry-After`;
 - UNAUTHENTICATED from a service → 500: services authenticate the gateway, never the end
@@ -70,6 +71,7 @@ class Reason(enum.StrEnum):
     INTERNAL = "INTERNAL"
     SUBSCRIPTION_EXISTS = "SUBSCRIPTION_EXISTS"
     SUBSCRIPTION_STATE = "SUBSCRIPTION_STATE"
+    EVENT_NOT_REDRIVABLE = "EVENT_NOT_REDRIVABLE"
     PLAN_NOT_SYNCED = "PLAN_NOT_SYNCED"
 
 
@@ -90,6 +92,7 @@ TITLES: Mapping[str, str] = {
     Reason.NOT_IMPLEMENTED: "Not implemented yet",
     Reason.SUBSCRIPTION_EXISTS: "A subscription in this plan family already exists",
     Reason.SUBSCRIPTION_STATE: "The subscription's state does not allow this",
+    Reason.EVENT_NOT_REDRIVABLE: "The event cannot be applied again",
     Reason.PLAN_NOT_SYNCED: "The plan is not on sale at Stripe yet",
     "INSUFFICIENT_CREDITS": "The wallet holds too few credits",
     "DUPLICATE_REFERENCE": "A transfer with this reference already exists",
@@ -122,6 +125,7 @@ STATUS_BY_REASON: Mapping[str, int] = {
     Reason.IDEMPOTENCY_KEY_IN_FLIGHT: 409,
     Reason.SUBSCRIPTION_EXISTS: 409,
     Reason.SUBSCRIPTION_STATE: 409,
+    Reason.EVENT_NOT_REDRIVABLE: 409,
     Reason.PLAN_NOT_SYNCED: 503,
 }
 # Service reasons a 5xx keeps (with HIDDEN_DETAIL's text, not the service's message).

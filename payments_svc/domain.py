@@ -355,3 +355,108 @@ class RefundPayment:
         if amount > payment.refundable_minor:
             raise RefundExceedsRemaining(amount, payment.refundable_minor)
         return amount
+
+
+# --- admin reads ------------------------------------------------------------------------
+
+
+def check_range(since: datetime | None, until: datetime | None, *, required: bool) -> None:
+    """A time range [since, until): INVALID_ARGUMENT naming the field that is missing or out of order."""
+    v = Violations()
+    if required and since is None:
+        v.add("since", "required")
+    if required and until is None:
+        v.add("until", "required")
+    if since is not None and until is not None and since >= until:
+        v.add("until", "must be after since")
+    v.raise_if_any()
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """One currency's sums on one UTC day, as the database grouped them."""
+
+    day: str  # YYYY-MM-DD
+    currency: str
+    amount_minor: int
+    count: int
+
+
+@dataclass(frozen=True)
+class CurrencyRevenue:
+    currency: str
+    gross_minor: int
+    refunds_minor: int
+    payments: int
+    refund_count: int
+
+    @property
+    def net_minor(self) -> int:
+        return self.gross_minor - self.refunds_minor
+
+
+@dataclass(frozen=True)
+class DailyRevenue:
+    day: str
+    currency: str
+    gross_minor: int
+    refunds_minor: int
+
+
+@dataclass(frozen=True)
+class RevenueSummary:
+    totals: list[CurrencyRevenue]
+    daily: list[DailyRevenue]
+
+
+def summarize_revenue(paid: Sequence[DayFigures], refunded: Sequence[DayFigures]) -> RevenueSummary:
+    """Totals per currency and figures per (day, currency), days with activity only, oldest first."""
+    days: dict[tuple[str, str], list[int]] = {}
+    totals: dict[str, list[int]] = {}
+    for figures, column in ((paid, 0), (refunded, 1)):
+        for f in figures:
+            days.setdefault((f.day, f.currency), [0, 0])[column] += f.amount_minor
+            total = totals.setdefault(f.currency, [0, 0, 0, 0])
+            total[column] += f.amount_minor
+            total[column + 2] += f.count
+    return RevenueSummary(
+        totals=[CurrencyRevenue(c, t[0], t[1], t[2], t[3]) for c, t in sorted(totals.items())],
+        daily=[DailyRevenue(day, c, amounts[0], amounts[1]) for (day, c), amounts in sorted(days.items())],
+    )
+
+
+class TransactionKind(enum.Enum):
+    # The value orders a payment and a refund made at the same instant: the refund comes first (newest first).
+    PAYMENT = 0
+    REFUND = 1
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: str
+    kind: TransactionKind
+    user_id: str
+    payment_id: str
+    amount_minor: int
+    currency: str
+    status: str
+    created_at: datetime
+    actor: str = ""
+    receipt_url: str = ""
+
+
+@dataclass(frozen=True)
+class TransactionPosition:
+    """Where a page of transactions ends: the last one's time, kind and id.
+
+    Ids are only ever compared with ids of the same kind, by the database that
+    ordered them, so the merged order never depends on how ids of two tables collate.
+    """
+
+    created_at: datetime
+    kind: TransactionKind
+    id: str
+
+    @classmethod
+    def of(cls, t: Transaction) -> TransactionPosition:
+        return cls(t.created_at, t.kind, t.id)

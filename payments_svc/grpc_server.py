@@ -7,12 +7,14 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from billing.common.v1 import money_pb2
+from billing.common.v1 import admin_pb2, money_pb2
 from billing.payments.v1 import payments_pb2 as pb
 from billing.payments.v1 import payments_pb2_grpc
 from payments_svc import domain
 from payments_svc.service import CheckoutCreated, IntentCreated, PaymentsService, RefundCreated
+from svckit.audit import AuditFilter, AuditRecord
 from svckit.errors import FieldViolation, InvalidArgument
+from svckit.inbox import StoredEvent
 from svckit.pagination import decode_page_token, encode_page_token
 from svckit.server import apply_stripe_event, current_call, in_thread
 
@@ -21,6 +23,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentsService"].full_name
 STATUS_TO_PB = {status: pb.PaymentStatus.Value(f"PAYMENT_STATUS_{status.name}") for status in domain.PaymentStatus}
 STATUS_FROM_PB = {value: key for key, value in STATUS_TO_PB.items()}
 FLOW_TO_PB = {flow: pb.PaymentFlow.Value(f"PAYMENT_FLOW_{flow.name}") for flow in domain.PaymentFlow}
+KIND_TO_PB = {kind: pb.TransactionKind.Value(f"TRANSACTION_KIND_{kind.name}") for kind in domain.TransactionKind}
+KIND_FROM_PB = {value: key for key, value in KIND_TO_PB.items()}
+KIND_NAMES = {kind: kind.name.lower() for kind in domain.TransactionKind}
+AUDIT_SERVICE = "payments"
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -59,6 +65,52 @@ def payment_to_pb(p: domain.Payment) -> pb.Payment:
     )
 
 
+def transaction_to_pb(t: domain.Transaction) -> pb.Transaction:
+    return pb.Transaction(
+        id=t.id,
+        kind=KIND_TO_PB[t.kind],
+        user_id=t.user_id,
+        payment_id=t.payment_id,
+        amount=_money(t.currency, t.amount_minor),
+        status=t.status,
+        create_time=_timestamp(t.created_at),
+        actor=t.actor,
+        receipt_url=t.receipt_url,
+    )
+
+
+def event_to_pb(e: StoredEvent) -> admin_pb2.StripeEventRecord:
+    return admin_pb2.StripeEventRecord(
+        event_id=e.event_id,
+        type=e.type,
+        status=e.status,
+        detail=e.detail,
+        receive_time=_timestamp(e.received_at),
+        redrives=e.redrives,
+    )
+
+
+def audit_to_pb(r: AuditRecord) -> admin_pb2.AuditRecord:
+    return admin_pb2.AuditRecord(
+        id=r.id,
+        actor=r.actor,
+        action=r.action,
+        target=r.target,
+        request_id=r.request_id,
+        detail=r.detail,
+        time=_timestamp(r.created_at),
+        service=AUDIT_SERVICE,
+    )
+
+
+def _time(request: Any, name: str) -> datetime | None:
+    """A Timestamp field as an aware UTC datetime; None when unset."""
+    if not request.HasField(name):
+        return None
+    stamp: Timestamp = getattr(request, name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
 def _serialize(message: Any) -> bytes:
     data: bytes = message.SerializeToString(deterministic=True)
     return data
@@ -74,6 +126,33 @@ def _page_position(token: str) -> tuple[datetime, str] | None:
         raise InvalidArgument.from_violations(
             [FieldViolation("page_token", "not a page token this service issued")]
         ) from None
+
+
+def _position_token(position: tuple[datetime, str] | None) -> str:
+    if position is None:
+        return ""
+    at, ident = position
+    return encode_page_token({"t": at.isoformat(), "id": ident})
+
+
+def _transaction_position(token: str) -> domain.TransactionPosition | None:
+    position = decode_page_token(token)
+    if not position:
+        return None
+    kinds = {name: kind for kind, name in KIND_NAMES.items()}
+    try:
+        at = datetime.fromisoformat(str(position["t"])).astimezone(UTC)
+        return domain.TransactionPosition(at, kinds[str(position["k"])], str(position["id"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidArgument.from_violations(
+            [FieldViolation("page_token", "not a page token this service issued")]
+        ) from None
+
+
+def _transaction_token(position: domain.TransactionPosition | None) -> str:
+    if position is None:
+        return ""
+    return encode_page_token({"t": position.created_at.isoformat(), "k": KIND_NAMES[position.kind], "id": position.id})
 
 
 class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
@@ -154,11 +233,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             page_size=request.page_size,
             before=_page_position(request.page_token),
         )
-        token = ""
-        if page.next_before is not None:
-            created, ident = page.next_before
-            token = encode_page_token({"t": created.isoformat(), "id": ident})
-        return pb.ListPaymentsResponse(payments=[payment_to_pb(p) for p in page.payments], next_page_token=token)
+        return pb.ListPaymentsResponse(
+            payments=[payment_to_pb(p) for p in page.payments], next_page_token=_position_token(page.next_before)
+        )
 
     async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResponse:
         call = current_call()
@@ -184,6 +261,92 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     async def EnsureCustomer(self, request: pb.EnsureCustomerRequest, context: Any) -> pb.EnsureCustomerResponse:
         customer = await in_thread(self.service.ensure_customer, current_call().actor, request.user_id)
         return pb.EnsureCustomerResponse(stripe_customer_id=customer)
+
+    # --- admin ------------------------------------------------------------------------
+
+    async def GetRevenueSummary(
+        self, request: pb.GetRevenueSummaryRequest, context: Any
+    ) -> pb.GetRevenueSummaryResponse:
+        summary = await in_thread(
+            self.service.revenue_summary, current_call().actor, _time(request, "since"), _time(request, "until")
+        )
+        return pb.GetRevenueSummaryResponse(
+            totals=[
+                pb.CurrencyRevenue(
+                    currency=t.currency,
+                    gross_minor=t.gross_minor,
+                    refunds_minor=t.refunds_minor,
+                    net_minor=t.net_minor,
+                    payments=t.payments,
+                    refund_count=t.refund_count,
+                )
+                for t in summary.totals
+            ],
+            daily=[
+                pb.DailyRevenue(
+                    date=d.day, currency=d.currency, gross_minor=d.gross_minor, refunds_minor=d.refunds_minor
+                )
+                for d in summary.daily
+            ],
+        )
+
+    async def ListTransactions(self, request: pb.ListTransactionsRequest, context: Any) -> pb.ListTransactionsResponse:
+        page = await in_thread(
+            self.service.list_transactions,
+            current_call().actor,
+            user_id=request.user_id,
+            kind=KIND_FROM_PB.get(request.kind),
+            since=_time(request, "since"),
+            until=_time(request, "until"),
+            page_size=request.page_size,
+            after=_transaction_position(request.page_token),
+        )
+        return pb.ListTransactionsResponse(
+            transactions=[transaction_to_pb(t) for t in page.transactions],
+            next_page_token=_transaction_token(page.next_after),
+        )
+
+    async def ListStripeEvents(self, request: pb.ListStripeEventsRequest, context: Any) -> pb.ListStripeEventsResponse:
+        page = await in_thread(
+            self.service.list_stripe_events,
+            current_call().actor,
+            status=request.status,
+            type_=request.type,
+            page_size=request.page_size,
+            before=_page_position(request.page_token),
+        )
+        return pb.ListStripeEventsResponse(
+            events=[event_to_pb(e) for e in page.events], next_page_token=_position_token(page.next_before)
+        )
+
+    async def RedriveStripeEvent(
+        self, request: pb.RedriveStripeEventRequest, context: Any
+    ) -> pb.RedriveStripeEventResponse:
+        call = current_call()
+
+        def encode(event: StoredEvent) -> bytes:
+            return _serialize(pb.RedriveStripeEventResponse(event=event_to_pb(event)))
+
+        outcome = await in_thread(
+            self.service.redrive_event, call.actor, request.event_id, call.idempotent(request), encode
+        )
+        call.mark_replayed(outcome.replayed)
+        return pb.RedriveStripeEventResponse.FromString(outcome.response)
+
+    async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> pb.ListAuditRecordsResponse:
+        where = AuditFilter(
+            actor=request.actor, action=request.action, since=_time(request, "since"), until=_time(request, "until")
+        )
+        page = await in_thread(
+            self.service.list_audit_records,
+            current_call().actor,
+            where,
+            page_size=request.page_size,
+            before=_page_position(request.page_token),
+        )
+        return pb.ListAuditRecordsResponse(
+            records=[audit_to_pb(r) for r in page.records], next_page_token=_position_token(page.next_before)
+        )
 
     async def HandleStripeEvent(
         self, request: pb.HandleStripeEventRequest, context: Any

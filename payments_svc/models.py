@@ -1,5 +1,5 @@
 """The Payments database: customers, payments with their status history, refunds,
-credit shortfalls, the Stripe event inbox, the outbox, idempotency records.
+credit shortfalls, the Stripe event inbox, the outbox, idempotency records, the audit log.
 
 Only Stripe ids, amounts in minor units, currencies and statuses are kept; never
 card data.
@@ -20,9 +20,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from svckit.audit import audit_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 from svckit.inbox import inbox_table
@@ -30,6 +32,9 @@ from svckit.outbox import outbox_table
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 STATUSES = "'pending', 'processing', 'succeeded', 'failed', 'expired', 'canceled', 'partially_refunded', 'refunded'"
+# The statuses of a payment that was paid (domain.PAID): what revenue counts.
+PAID_STATUSES = "'succeeded', 'partially_refunded', 'refunded'"
+PAID_PREDICATE = f"status IN ({PAID_STATUSES})"
 
 
 class Base(DeclarativeBase):
@@ -77,6 +82,16 @@ class Payment(Base):
         CheckConstraint("credit_shortfall >= 0 AND credit_shortfall <= credits_reversed", name="shortfall"),
         Index(None, "user_id", "created_at"),
         Index(None, "status", "created_at"),
+        # Everyone's payments newest first (transactions, admin listings).
+        Index(None, "created_at", "id"),
+        # Revenue: paid payments by time, carrying what the sums need (an index-only scan on PostgreSQL).
+        Index(
+            "ix_payments_paid_created_at",
+            "created_at",
+            postgresql_where=text(PAID_PREDICATE),
+            postgresql_include=["currency", "amount_minor"],
+            sqlite_where=text(PAID_PREDICATE),
+        ),
     )
 
 
@@ -99,10 +114,15 @@ class Refund(Base):
     stripe_refund_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
+    # The payment's currency, kept with the refund so that revenue sums refunds without reading payments.
+    currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(140))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    # Revenue and transactions read refunds by time.
+    __table_args__ = (Index(None, "created_at", "stripe_refund_id"),)
 
 
 class CreditShortfall(Base):
@@ -124,6 +144,7 @@ metadata = Base.metadata
 idempotency_records = idempotency_table(metadata)
 stripe_events = inbox_table(metadata)
 outbox_messages = outbox_table(metadata)
+audit_records = audit_table(metadata)
 customers = cast(Table, Customer.__table__)
 payments = cast(Table, Payment.__table__)
 payment_status_changes = cast(Table, PaymentStatusChange.__table__)

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from payments_svc import domain
-from payments_svc.models import credit_shortfalls, customers, payment_status_changes, payments, refunds
+from payments_svc.models import (
+    PAID_PREDICATE,
+    credit_shortfalls,
+    customers,
+    payment_status_changes,
+    payments,
+    refunds,
+    stripe_events,
+)
 from svckit.db import dialect_insert_for
+from svckit.inbox import StoredEvent
+
+# Refunds Stripe reports as never paid out do not count against revenue.
+UNPAID_REFUND_STATUSES = ("failed", "canceled")
 
 PAYMENT_COLUMNS = (
     "user_id",
@@ -195,24 +221,29 @@ class PaymentsRepository:
         stripe_refund_id: str,
         payment_id: str,
         amount_minor: int,
+        currency: str,
         status: str,
         reason: str,
         actor: str,
         now: datetime,
-    ) -> None:
-        self.conn.execute(
+    ) -> bool:
+        """Record a refund made through this service; False if it was recorded before."""
+        inserted = self.conn.execute(
             dialect_insert_for(self.conn.dialect.name, refunds)
             .values(
                 stripe_refund_id=stripe_refund_id,
                 payment_id=payment_id,
                 amount_minor=amount_minor,
+                currency=currency,
                 status=status,
                 reason=reason,
                 actor=actor,
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["stripe_refund_id"])
-        )
+            .returning(refunds.c.stripe_refund_id)
+        ).first()
+        return inserted is not None
 
     def record_shortfall(
         self, *, reference: str, payment_id: str, user_id: str, requested: int, reversed_: int, now: datetime
@@ -242,3 +273,126 @@ class PaymentsRepository:
 
     def total_shortfall(self) -> int:
         return int(self.conn.execute(select(func.coalesce(func.sum(credit_shortfalls.c.shortfall), 0))).scalar_one())
+
+    # --- admin reads ------------------------------------------------------------------
+
+    def revenue_by_day(
+        self, since: datetime, until: datetime
+    ) -> tuple[builtins.list[domain.DayFigures], builtins.list[domain.DayFigures]]:
+        """Paid payments and refunds created in [since, until), summed per UTC day and currency."""
+        p, r = payments, refunds
+        paid_day = utc_day(self.conn.dialect.name, p.c.created_at)
+        paid = (
+            select(paid_day, p.c.currency, func.sum(p.c.amount_minor), func.count())
+            # Written as the revenue index's predicate, literally, so that PostgreSQL always uses that index.
+            .where(text(PAID_PREDICATE), p.c.created_at >= since, p.c.created_at < until)
+            .group_by(paid_day, p.c.currency)
+        )
+        refund_day = utc_day(self.conn.dialect.name, r.c.created_at)
+        refunded = (
+            select(refund_day, r.c.currency, func.sum(r.c.amount_minor), func.count())
+            .where(r.c.created_at >= since, r.c.created_at < until, r.c.status.not_in(UNPAID_REFUND_STATUSES))
+            .group_by(refund_day, r.c.currency)
+        )
+        return self._day_figures(paid), self._day_figures(refunded)
+
+    def _day_figures(self, statement: Select[Any]) -> builtins.list[domain.DayFigures]:
+        return [
+            domain.DayFigures(day_text(day), str(currency), int(amount), int(count))
+            for day, currency, amount, count in self.conn.execute(statement)
+        ]
+
+    def transactions(
+        self,
+        kind: domain.TransactionKind,
+        *,
+        user_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        after: domain.TransactionPosition | None,
+        limit: int,
+    ) -> builtins.list[domain.Transaction]:
+        """Payments or refunds, newest first, after the position `after` of the merged order."""
+        p, r = payments, refunds
+        if kind is domain.TransactionKind.PAYMENT:
+            at, ident = p.c.created_at, p.c.id
+            statement = select(
+                p.c.id,
+                p.c.user_id,
+                p.c.id.label("payment_id"),
+                p.c.amount_minor,
+                p.c.currency,
+                p.c.status,
+                p.c.created_at,
+                literal_column("''").label("actor"),
+                p.c.receipt_url,
+            )
+        else:
+            at, ident = r.c.created_at, r.c.stripe_refund_id
+            statement = select(
+                r.c.stripe_refund_id.label("id"),
+                p.c.user_id,
+                r.c.payment_id,
+                r.c.amount_minor,
+                r.c.currency,
+                r.c.status,
+                r.c.created_at,
+                r.c.actor,
+                p.c.receipt_url,
+            ).select_from(r.join(p, p.c.id == r.c.payment_id))
+        if user_id:
+            statement = statement.where(p.c.user_id == user_id)
+        if since is not None:
+            statement = statement.where(at >= since)
+        if until is not None:
+            statement = statement.where(at < until)
+        if after is not None:
+            statement = statement.where(_after(at, ident, kind, after))
+        statement = statement.order_by(at.desc(), ident.desc()).limit(limit)
+        return [
+            domain.Transaction(
+                id=row.id,
+                kind=kind,
+                user_id=row.user_id,
+                payment_id=row.payment_id,
+                amount_minor=row.amount_minor,
+                currency=row.currency,
+                status=row.status,
+                created_at=row.created_at,
+                actor=row.actor or "",
+                receipt_url=row.receipt_url or "",
+            )
+            for row in self.conn.execute(statement)
+        ]
+
+    def locked_event(self, event_id: str) -> StoredEvent | None:
+        """The inbox entry of an event, locked until the transaction ends (a re-drive holds it)."""
+        row = self.conn.execute(
+            select(stripe_events).where(stripe_events.c.event_id == event_id).with_for_update()
+        ).first()
+        return StoredEvent(**row._mapping) if row else None
+
+
+def utc_day(dialect: str, column: Any) -> ColumnElement[Any]:
+    """The UTC day of a timestamp column, for GROUP BY (no bound parameters: it must read the same twice)."""
+    if dialect == "postgresql":
+        return func.date_trunc(literal_column("'day'"), column.op("AT TIME ZONE")(literal_column("'UTC'")))
+    # SQLite keeps UTC times as text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
+    return func.substr(column, 1, 10)
+
+
+def day_text(value: Any) -> str:
+    """'YYYY-MM-DD' from what `utc_day` returned: a naive UTC timestamp (PostgreSQL) or text (SQLite)."""
+    return value.date().isoformat() if isinstance(value, datetime) else str(value)[:10]
+
+
+def _after(
+    at: Any, ident: Any, kind: domain.TransactionKind, position: domain.TransactionPosition
+) -> ColumnElement[bool]:
+    """Rows of `kind` that come after `position` in the newest-first order of (time, kind, id)."""
+    if kind.value < position.kind.value:
+        # At the position's instant, every row of this kind comes after the other kind's rows.
+        return at <= position.created_at  # type: ignore[no-any-return]
+    if kind.value > position.kind.value:
+        return at < position.created_at  # type: ignore[no-any-return]
+    return or_(at < position.created_at, and_(at == position.created_at, ident < position.id))

@@ -6,11 +6,17 @@ idempotency key, call Stripe with a key derived from it, then record the result
 and the response in one transaction. Stripe events run in one transaction:
 idempotency record (the event id), inbox entry, payment change, and the outbox
 messages that ask Credits to grant or take back credits.
+
+Admins (and services) read revenue, transactions, the event inbox and the
+audit log, and may re-drive an event that was rejected or ignored: the stored
+payload goes through the same path as a delivery, under the admin's key, and
+is audited in its transaction. An admin's refund is audited with its record.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,20 +26,35 @@ from sqlalchemy import Connection, Engine
 
 from payments_svc import domain
 from payments_svc.credits_relay import GRANT, REVERSE
+from payments_svc.models import audit_records
 from payments_svc.repository import PaymentsRepository
 from payments_svc.stripe_events import EventFacts, Origin, facts_from_event, origin_from_metadata
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
 from svckit.actors import ID_PATTERN, Actor
+from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
-from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox, MalformedEvent, check_event_call, parse_event
+from svckit.inbox import (
+    IGNORED,
+    PROCESSED,
+    REDRIVABLE,
+    REJECTED,
+    EventNotFound,
+    EventNotRedrivable,
+    Inbox,
+    MalformedEvent,
+    StoredEvent,
+    check_event_call,
+    parse_event,
+)
 from svckit.outbox import Outbox
 from svckit.pagination import clamp_page_size, take_page
 from svckit.stripe_client import derived_key
 
 log = logging.getLogger(__name__)
+INBOX_STATUSES = (PROCESSED, IGNORED, REJECTED)
 # How long a create call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
 
@@ -63,6 +84,28 @@ class PaymentsPage:
     next_before: tuple[datetime, str] | None
 
 
+@dataclass(frozen=True)
+class TransactionsPage:
+    transactions: list[domain.Transaction]
+    next_after: domain.TransactionPosition | None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[StoredEvent]
+    next_before: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_before: tuple[datetime, str] | None
+
+
+def _same(response: bytes) -> bytes:
+    return response
+
+
 class PaymentsService:
     def __init__(
         self,
@@ -75,6 +118,7 @@ class PaymentsService:
         catalog: domain.Catalog,
         outbox_written: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
+        audit: AuditLog | None = None,
     ) -> None:
         self.engine = engine
         self.idempotency = idempotency
@@ -84,6 +128,7 @@ class PaymentsService:
         self.catalog = catalog
         self.outbox_written = outbox_written
         self.clock = clock
+        self.audit = audit or AuditLog(audit_records)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -117,6 +162,86 @@ class PaymentsService:
         )
         page, last = take_page(rows, limit)
         return PaymentsPage(page, (last.created_at, last.id) if last else None)
+
+    # --- admin reads ------------------------------------------------------------------
+
+    def revenue_summary(self, actor: Actor, since: datetime | None, until: datetime | None) -> domain.RevenueSummary:
+        """Paid payments and refunds created in [since, until), per currency and per UTC day."""
+        actor.require_privileged("read revenue")
+        domain.check_range(since, until, required=True)
+        assert since is not None
+        assert until is not None
+        paid, refunded = run_transaction(
+            self.engine,
+            lambda conn: PaymentsRepository(conn).revenue_by_day(since, until),
+            read_only=True,
+            snapshot=True,
+        )
+        return domain.summarize_revenue(paid, refunded)
+
+    def list_transactions(
+        self,
+        actor: Actor,
+        *,
+        user_id: str,
+        kind: domain.TransactionKind | None,
+        since: datetime | None,
+        until: datetime | None,
+        page_size: int,
+        after: domain.TransactionPosition | None,
+    ) -> TransactionsPage:
+        """Payments and refunds in one list, newest first: `limit + 1` of each, merged."""
+        actor.require_privileged("list transactions")
+        if user_id and not ID_PATTERN.match(user_id):
+            raise InvalidArgument.from_violations(
+                [FieldViolation("user_id", "1 to 128 characters, letters, digits and _-.:@")]
+            )
+        domain.check_range(since, until, required=False)
+        limit = clamp_page_size(page_size)
+        kinds = list(domain.TransactionKind) if kind is None else [kind]
+
+        def read(conn: Connection) -> list[list[domain.Transaction]]:
+            repo = PaymentsRepository(conn)
+            return [
+                repo.transactions(k, user_id=user_id or None, since=since, until=until, after=after, limit=limit + 1)
+                for k in kinds
+            ]
+
+        streams = run_transaction(self.engine, read, read_only=True, snapshot=True)
+        merged = list(heapq.merge(*streams, key=lambda t: (t.created_at, t.kind.value), reverse=True))
+        page, last = take_page(merged, limit)
+        return TransactionsPage(page, domain.TransactionPosition.of(last) if last else None)
+
+    def list_stripe_events(
+        self, actor: Actor, *, status: str, type_: str, page_size: int, before: tuple[datetime, str] | None
+    ) -> EventsPage:
+        actor.require_privileged("list Stripe events")
+        if status and status not in INBOX_STATUSES:
+            raise InvalidArgument.from_violations([FieldViolation("status", f"one of: {', '.join(INBOX_STATUSES)}")])
+        if len(type_) > 128:
+            raise InvalidArgument.from_violations([FieldViolation("type", "at most 128 characters")])
+        limit = clamp_page_size(page_size)
+        rows = run_transaction(
+            self.engine,
+            lambda conn: self.inbox.list(conn, status=status, type_=type_, before=before, limit=limit + 1),
+            read_only=True,
+        )
+        page, last = take_page(rows, limit)
+        return EventsPage(page, (last.received_at, last.event_id) if last else None)
+
+    def list_audit_records(
+        self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None
+    ) -> AuditPage:
+        actor.require_privileged("read the audit log")
+        domain.check_range(where.since, where.until, required=False)
+        limit = clamp_page_size(page_size)
+        rows = run_transaction(
+            self.engine,
+            lambda conn: self.audit.list(conn, where, before=before, limit=limit + 1),
+            read_only=True,
+        )
+        page, last = take_page(rows, limit)
+        return AuditPage(page, (last.created_at, last.id) if last else None)
 
     # --- buying -----------------------------------------------------------------------
 
@@ -261,15 +386,28 @@ class PaymentsService:
 
         def record(conn: Connection, refund: CreatedRefund) -> bytes:
             repo, now = PaymentsRepository(conn), self.clock()
-            repo.add_refund(
+            recorded = repo.add_refund(
                 stripe_refund_id=refund.id,
                 payment_id=payment.id,
                 amount_minor=refund.amount_minor,
+                currency=payment.currency,
                 status=refund.status,
                 reason=cmd.reason,
                 actor=str(actor),
                 now=now,
             )
+            # Once per refund: a retry that records the same Stripe refund again is not a second action.
+            if recorded and is_audited(actor):
+                self.audit.record(
+                    conn,
+                    actor=actor,
+                    action="payments.refund",
+                    target=f"payment:{payment.id}",
+                    detail=(
+                        f"refunded {refund.amount_minor} {payment.currency} ({refund.id}); "
+                        f"reason: {cmd.reason or 'none given'}"
+                    ),
+                )
             report = domain.Reported(charge_id=refund.charge_id, amount_refunded_minor=refund.charge_amount_refunded)
             locked = repo.get(payment.id, lock=True, history=False)
             assert locked is not None
@@ -296,19 +434,94 @@ class PaymentsService:
         call: IdempotentCall,
         encode: Callable[[bool], bytes],
     ) -> Outcome:
+        """A delivery from Stripe (through the webhook intake), keyed by the event id."""
         check_event_call(actor, call, event_id)
         text = payload.decode("utf-8", errors="replace")
+        return self._apply_event(event_id, event_type, text, call, lambda conn, handled: encode(handled), redrive=False)
+
+    def redrive_event(
+        self, actor: Actor, event_id: str, call: IdempotentCall, encode: Callable[[StoredEvent], bytes]
+    ) -> Outcome:
+        """Apply a rejected or ignored event again from its stored payload, under the admin's key; audited.
+
+        The effect stays exactly once: a payment's credits are owed only when it
+        first becomes paid, whichever event (or re-drive) reveals it.
+        """
+        actor.require_privileged("re-drive Stripe events")
+        if not event_id:
+            raise InvalidArgument.from_violations([FieldViolation("event_id", "required")])
+        stored = run_transaction(self.engine, lambda conn: self.inbox.get(conn, event_id), read_only=True)
+        if stored is None:
+            raise EventNotFound(event_id)
+
+        def finish(conn: Connection, handled: bool) -> bytes:
+            event = self.inbox.get(conn, event_id)
+            assert event is not None
+            self.audit.record(
+                conn,
+                actor=actor,
+                action="webhooks.redrive",
+                target=f"event:{event_id}",
+                detail=f"{event.type} re-driven: {stored.status} -> {event.status} ({event.detail})",
+            )
+            return encode(event)
+
+        if stored.status not in REDRIVABLE:
+
+            def refuse(conn: Connection) -> bytes:
+                raise EventNotRedrivable(event_id, stored.status)
+
+            # Refused, unless this is the retry of a re-drive that made it processed: that one replays.
+            return self.idempotency.execute_once(self.engine, call, refuse, _same)
+        return self._apply_event(event_id, stored.type, stored.payload, call, finish, redrive=True)
+
+    def _apply_event(
+        self,
+        event_id: str,
+        event_type: str,
+        text: str,
+        call: IdempotentCall,
+        finish: Callable[[Connection, bool], bytes],
+        *,
+        redrive: bool,
+    ) -> Outcome:
+        """One event applied in one transaction: the inbox entry, the payment change, the outbox messages.
+
+        `finish` answers, in the same transaction, once the inbox says what became of the event.
+        A `redrive` rewrites the inbox entry, which must still be re-drivable when the transaction holds it.
+        """
+
+        def guard(conn: Connection) -> None:
+            if redrive:
+                held = PaymentsRepository(conn).locked_event(event_id)
+                if held is None:
+                    raise EventNotFound(event_id)
+                if held.status not in REDRIVABLE:
+                    raise EventNotRedrivable(event_id, held.status)
+
+        def outcome(conn: Connection, status: str, detail: str) -> None:
+            self.inbox.write(
+                conn, event_id=event_id, type_=event_type, payload=text, status=status, detail=detail, redrive=redrive
+            )
+
+        def record_only(status: str, detail: str) -> Outcome:
+            def effect(conn: Connection) -> bytes:
+                guard(conn)
+                outcome(conn, status, detail)
+                return finish(conn, False)
+
+            return self.idempotency.execute_once(self.engine, call, effect, _same)
+
         try:
             facts = facts_from_event(event_type, parse_event(text, event_id, event_type))
         except MalformedEvent as error:
-            return self._record_only(call, event_id, event_type, text, REJECTED, str(error), encode)
+            return record_only(REJECTED, str(error))
         if facts is None:
-            return self._record_only(
-                call, event_id, event_type, text, IGNORED, "not an event this service acts on", encode
-            )
+            return record_only(IGNORED, "not an event this service acts on")
         facts = self._with_origin(facts)
 
-        def effect(conn: Connection) -> bool:
+        def effect(conn: Connection) -> bytes:
+            guard(conn)
             repo = PaymentsRepository(conn)
             payment = repo.find(
                 payment_id=facts.payment_id,
@@ -320,30 +533,16 @@ class PaymentsService:
                 assert facts.origin is not None
                 payment = self._from_origin(facts.origin, event_id)
             if payment is None:
-                self.inbox.record(
-                    conn,
-                    event_id=event_id,
-                    type_=event_type,
-                    payload=text,
-                    status=IGNORED,
-                    detail="no payment of this service",
-                )
-                return False
+                outcome(conn, IGNORED, "no payment of this service")
+                return finish(conn, False)
             payment = self._apply(conn, payment, facts.report, source=event_id, unrecorded=unrecorded)
-            self.inbox.record(
-                conn,
-                event_id=event_id,
-                type_=event_type,
-                payload=text,
-                status=PROCESSED,
-                detail=f"payment {payment.id}",
-            )
-            return True
+            outcome(conn, PROCESSED, f"payment {payment.id}")
+            return finish(conn, True)
 
-        outcome = self.idempotency.execute_once(self.engine, call, effect, encode)
-        if not outcome.replayed:
+        result = self.idempotency.execute_once(self.engine, call, effect, _same)
+        if not result.replayed:
             self.outbox_written()
-        return outcome
+        return result
 
     def _with_origin(self, facts: EventFacts) -> EventFacts:
         """Charge events name only the payment intent; ask Stripe whose it is when we don't know it."""
@@ -425,19 +624,3 @@ class PaymentsService:
                 },
             )
         return payment
-
-    def _record_only(
-        self,
-        call: IdempotentCall,
-        event_id: str,
-        event_type: str,
-        text: str,
-        status: str,
-        detail: str,
-        encode: Callable[[bool], bytes],
-    ) -> Outcome:
-        def effect(conn: Connection) -> bool:
-            self.inbox.record(conn, event_id=event_id, type_=event_type, payload=text, status=status, detail=detail)
-            return False
-
-        return self.idempotency.execute_once(self.engine, call, effect, encode)

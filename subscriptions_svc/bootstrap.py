@@ -12,11 +12,12 @@ from subscriptions_svc.config import SubscriptionsSettings
 from subscriptions_svc.customers import PaymentsCustomers
 from subscriptions_svc.event_handler import StripeEventHandler
 from subscriptions_svc.grpc_server import SERVICE_NAME, SubscriptionsServicer
-from subscriptions_svc.models import idempotency_records, outbox_messages, stripe_events
+from subscriptions_svc.models import audit_records, idempotency_records, outbox_messages, stripe_events
 from subscriptions_svc.outbox_handlers import OutboxHandlers
 from subscriptions_svc.plans import load_plans
 from subscriptions_svc.service import SubscriptionsService
 from subscriptions_svc.stripe_provider import StripeSubscriptionProvider
+from svckit.audit import AuditLog
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
@@ -33,6 +34,8 @@ def build(settings: SubscriptionsSettings) -> GrpcService:
     engine = open_database(settings, MIGRATIONS, "subscriptions")
     idempotency = IdempotencyStore(idempotency_records)
     outbox = Outbox(outbox_messages)
+    inbox = Inbox(stripe_events)
+    audit = AuditLog(audit_records)
     provider = StripeSubscriptionProvider(settings.stripe())
     deadline = settings.call_deadline_seconds
     handlers = OutboxHandlers(
@@ -57,15 +60,18 @@ def build(settings: SubscriptionsSettings) -> GrpcService:
         customers=PaymentsCustomers(
             ServiceTarget(settings.payments_target, settings.payments_token.get_secret_value(), deadline)
         ),
+        audit=audit,
+        inbox=inbox,
     )
     events = StripeEventHandler(
         engine,
         idempotency=idempotency,
-        inbox=Inbox(stripe_events),
+        inbox=inbox,
         outbox=outbox,
         provider=provider,
         catalog=catalog,
         outbox_written=relay.wake,
+        audit=audit,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -2,8 +2,25 @@
 
 No I/O. Stripe is the source of truth for a subscription's state; this module
 decides whether a reading of it is newer than the one we hold (never roll back),
-whether a caller's request is allowed in the current state, and which invoice
-grants how many credits.
+whether a caller's request is allowed in the current state, which invoice
+grants how many credits, and what the admin metrics count.
+
+Metrics (`subscription_metrics`):
+
+- MRR per currency: the subscriptions now `active` or `past_due` whose
+  collection is not paused, each at its price's amount per month (a yearly
+  price divided by 12, rounded down) times its quantity; ARR is 12 x MRR. A
+  subscription on a price the plan sync does not know is not counted.
+- Counts by status: every subscription's current status, for each status present.
+- Started: a subscription starts the first time a reading shows it live
+  (`STARTED`: trialing, active, past due, unpaid or paused), at the start of the
+  period that reading shows (Stripe's clock, as `ended_at` is), or the reading's
+  time if it shows none (`mark_started`). It never changes afterwards. One
+  created and ended before any reading of it showed it live never started
+  (an expired checkout, say). Rows older than `started_at` were backfilled with
+  their creation time when they ever were live.
+- New in [since, until): started in the range. Churned in [since, until): ended
+  (`ended_at`) in the range, having started.
 """
 
 from __future__ import annotations
@@ -43,6 +60,10 @@ class Status(enum.StrEnum):
 
 
 ENDED = frozenset({Status.CANCELED, Status.INCOMPLETE_EXPIRED})
+# A subscription first read in one of these has started (it was paid for, or is on trial).
+STARTED = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE, Status.UNPAID, Status.PAUSED})
+# The statuses whose subscriptions count in recurring revenue (unless collection is paused).
+BILLING = frozenset({Status.ACTIVE, Status.PAST_DUE})
 # Where Stripe can take a subscription from each status. A reading that would go
 # elsewhere (out of an ended state) is not from the subscription's present.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -171,6 +192,7 @@ class Subscription:
     pause_behavior: PauseBehavior | None = None
     pause_resumes_at: datetime | None = None
     periods_granted: int = 0
+    started_at: datetime | None = None
     synced_at: datetime | None = None
 
     @property
@@ -251,10 +273,17 @@ def apply_snapshot(
     sub.pause_resumes_at = snap.pause_resumes_at
     sub.pending_until = None
     sub.synced_at = read_at
+    mark_started(sub, snap, read_at)
     changed = dataclasses.astuple(before) != dataclasses.astuple(sub)
     if changed:
         sub.updated_at = now
     return changed
+
+
+def mark_started(sub: Subscription, snap: Snapshot, read_at: datetime) -> None:
+    """Note when the subscription began, the first time a reading shows it live; never moved afterwards."""
+    if sub.started_at is None and sub.status in STARTED:
+        sub.started_at = snap.current_period_start or read_at
 
 
 def is_unexpected(before: Status, after: Status) -> bool:
@@ -318,6 +347,9 @@ class PaidInvoice:
     quantity: int
     period_start: datetime
     period_end: datetime
+    currency: str = ""
+    # When Stripe marked it paid (None: not said; the event's handling time is used).
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -422,3 +454,109 @@ def check_return_url(url: str) -> None:
     v = Violations()
     v.check_url("return_url", url)
     v.raise_if_any()
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricsRange:
+    """[since, until): both required, since before until."""
+
+    since: datetime | None
+    until: datetime | None
+
+    def validate(self) -> tuple[datetime, datetime]:
+        v = Violations()
+        if self.since is None:
+            v.add("since", "required")
+        if self.until is None:
+            v.add("until", "required")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            v.add("until", "must be after since")
+        v.raise_if_any()
+        assert self.since is not None
+        assert self.until is not None
+        return self.since, self.until
+
+
+@dataclass(frozen=True)
+class PriceUnits:
+    """The units billed on one price by the subscriptions that count in recurring revenue."""
+
+    currency: str
+    interval: str
+    amount_minor: int
+    units: int
+
+
+@dataclass(frozen=True)
+class RecurringRevenue:
+    currency: str
+    mrr_minor: int
+
+    @property
+    def arr_minor(self) -> int:
+        return 12 * self.mrr_minor
+
+
+@dataclass(frozen=True)
+class InvoiceRevenue:
+    """Subscription invoices paid in a range, in one currency (per day when `day` is set)."""
+
+    currency: str
+    paid_minor: int
+    invoices: int
+    day: str = ""
+
+
+@dataclass(frozen=True)
+class SubscriptionMetrics:
+    recurring: list[RecurringRevenue]
+    by_status: list[tuple[Status, int]]
+    new_subscriptions: int
+    churned_subscriptions: int
+    invoice_revenue: list[InvoiceRevenue] = dataclasses.field(default_factory=list)
+    daily_invoice_revenue: list[InvoiceRevenue] = dataclasses.field(default_factory=list)
+
+
+def counts_in_revenue(status: Status, pause_behavior: PauseBehavior | None) -> bool:
+    return status in BILLING and pause_behavior is None
+
+
+def monthly_amount(amount_minor: int, interval: str) -> int:
+    """A price's amount per month: a yearly price divided by 12, rounded down."""
+    return amount_minor // 12 if interval == "year" else amount_minor
+
+
+def recurring_revenue(prices: list[PriceUnits]) -> list[RecurringRevenue]:
+    """MRR per currency (sorted by currency) from the units billed on each price."""
+    totals: dict[str, int] = {}
+    for price in prices:
+        totals[price.currency] = (
+            totals.get(price.currency, 0) + monthly_amount(price.amount_minor, price.interval) * price.units
+        )
+    return [RecurringRevenue(currency, totals[currency]) for currency in sorted(totals)]
+
+
+def subscription_metrics(
+    prices: list[PriceUnits],
+    by_status: dict[Status, int],
+    new: int,
+    churned: int,
+    daily_invoices: list[InvoiceRevenue] | None = None,
+) -> SubscriptionMetrics:
+    """`daily_invoices`: paid subscription invoices per day and currency; totalled per currency here."""
+    daily = sorted(daily_invoices or [], key=lambda d: (d.day, d.currency))
+    totals: dict[str, InvoiceRevenue] = {}
+    for d in daily:
+        seen = totals.get(d.currency, InvoiceRevenue(d.currency, 0, 0))
+        totals[d.currency] = InvoiceRevenue(d.currency, seen.paid_minor + d.paid_minor, seen.invoices + d.invoices)
+    return SubscriptionMetrics(
+        recurring=recurring_revenue(prices),
+        by_status=[(status, by_status[status]) for status in Status if by_status.get(status)],
+        new_subscriptions=new,
+        churned_subscriptions=churned,
+        invoice_revenue=[totals[c] for c in sorted(totals)],
+        daily_invoice_revenue=daily,
+    )

@@ -8,6 +8,15 @@ For each event, in two steps around one Stripe read (never inside a transaction)
    newer one), record a paid invoice's period grant and the outbox message
    that asks Credits for it (keyed by the invoice: one grant per paid period),
    queue the notice the event calls for, and record the event in the inbox.
+
+An `invoice.paid` for a price the plan sync does not know grants nothing and
+is recorded as ignored, so that an admin can re-drive it once the plan sync
+has run. A re-drive (`redrive`, admins and services) applies the stored
+payload again the same way, under the caller's idempotency key rather than the
+event id: only an event whose status is re-drivable (`svckit.inbox.REDRIVABLE`),
+checked once the key is held and again under the inbox row's lock; its inbox row
+takes the new outcome, and the re-drive is audited (`webhooks.redrive`), in the
+transaction that applies it. Effects stay once: a grant is keyed by its invoice.
 """
 
 from __future__ import annotations
@@ -20,21 +29,38 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from subscriptions_svc import domain
+from subscriptions_svc.models import audit_records
 from subscriptions_svc.plans import PlanCatalog
 from subscriptions_svc.repository import SubscriptionsRepository
 from subscriptions_svc.service import fold
 from subscriptions_svc.stripe_events import EventFacts, facts_from_event
 from subscriptions_svc.stripe_provider import SubscriptionProvider
 from svckit.actors import Actor
+from svckit.audit import AuditLog
 from svckit.clock import utc_now
+from svckit.db import run_transaction
+from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
-from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox, MalformedEvent, check_event_call, parse_event
+from svckit.inbox import (
+    IGNORED,
+    PROCESSED,
+    REDRIVABLE,
+    REJECTED,
+    EventNotFound,
+    EventNotRedrivable,
+    Inbox,
+    MalformedEvent,
+    StoredEvent,
+    check_event_call,
+    parse_event,
+)
 from svckit.outbox import Outbox
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(seconds=60)
 GRANT = "credits.grant"
 NOTIFY = "email.notify"
+REDRIVE_ACTION = "webhooks.redrive"
 
 
 @dataclass(frozen=True)
@@ -58,8 +84,10 @@ class StripeEventHandler:
         catalog: PlanCatalog,
         outbox_written: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
+        audit: AuditLog | None = None,
     ) -> None:
         self.engine = engine
+        self.audit = audit if audit is not None else AuditLog(audit_records)
         self.idempotency = idempotency
         self.inbox = inbox
         self.outbox = outbox
@@ -77,11 +105,63 @@ class StripeEventHandler:
         payload: bytes,
         call: IdempotentCall,
         encode: Callable[[bool], bytes],
+        redrive: bool = False,
     ) -> Outcome:
-        check_event_call(actor, call, event_id)
-        text = payload.decode("utf-8", errors="replace")
+        """Apply an event; with `redrive`, one already recorded again, under any idempotency key."""
+        if redrive:
+            actor.require_privileged("re-drive Stripe events")
+        else:
+            check_event_call(actor, call, event_id)
+        return self._process(
+            actor,
+            event_id=event_id,
+            event_type=event_type,
+            text=payload.decode("utf-8", errors="replace"),
+            call=call,
+            respond=lambda conn, status: encode(status == PROCESSED),
+            redrive=redrive,
+        )
 
+    def redrive(
+        self, actor: Actor, *, event_id: str, call: IdempotentCall, encode: Callable[[StoredEvent], bytes]
+    ) -> Outcome:
+        """Apply a recorded event again from its stored payload; the response is its rewritten inbox row."""
+        actor.require_privileged("re-drive Stripe events")
+        if not event_id:
+            raise InvalidArgument.from_violations([FieldViolation("event_id", "required")])
+        stored = run_transaction(self.engine, lambda conn: self.inbox.get(conn, event_id), read_only=True)
+        if stored is None:
+            raise EventNotFound(event_id)
+
+        def respond(conn: Connection, status: str) -> bytes:
+            rewritten = self.inbox.get(conn, event_id)
+            assert rewritten is not None
+            return encode(rewritten)
+
+        return self._process(
+            actor,
+            event_id=event_id,
+            event_type=stored.type,
+            text=stored.payload,
+            call=call,
+            respond=respond,
+            redrive=True,
+        )
+
+    def _process(
+        self,
+        actor: Actor,
+        *,
+        event_id: str,
+        event_type: str,
+        text: str,
+        call: IdempotentCall,
+        respond: Callable[[Connection, str], bytes],
+        redrive: bool,
+    ) -> Outcome:
         def read() -> Reading:
+            if redrive:
+                self._check_redrivable(event_id)
             now = self.clock()
             try:
                 facts = facts_from_event(event_type, parse_event(text, event_id, event_type))
@@ -94,11 +174,27 @@ class StripeEventHandler:
             return Reading(facts, self.provider.subscription(facts.stripe_subscription_id), now)
 
         def record(conn: Connection, reading: Reading) -> bytes:
+            before = ""
+            if redrive:
+                # A concurrent re-drive (or a late delivery) may have applied it since the check.
+                before = SubscriptionsRepository(conn).lock_event(event_id) or ""
+                if before not in REDRIVABLE:
+                    raise EventNotRedrivable(event_id, before or "unknown")
             status, detail = reading.status, reading.detail
             if reading.facts is not None:
                 status, detail = self._apply(conn, event_id, reading)
-            self.inbox.record(conn, event_id=event_id, type_=event_type, payload=text, status=status, detail=detail)
-            return encode(status == PROCESSED)
+            self.inbox.write(
+                conn, event_id=event_id, type_=event_type, payload=text, status=status, detail=detail, redrive=redrive
+            )
+            if redrive:
+                self.audit.record(
+                    conn,
+                    actor=actor,
+                    action=REDRIVE_ACTION,
+                    target=f"event:{event_id}",
+                    detail=f"{event_type}: {before} -> {status}: {detail}",
+                )
+            return respond(conn, status)
 
         outcome = self.idempotency.around_external_call(
             self.engine, call, stale_after=STALE_AFTER, external=read, record=record
@@ -106,6 +202,13 @@ class StripeEventHandler:
         if not outcome.replayed:
             self.outbox_written()
         return outcome
+
+    def _check_redrivable(self, event_id: str) -> None:
+        stored = run_transaction(self.engine, lambda conn: self.inbox.get(conn, event_id), read_only=True)
+        if stored is None:
+            raise EventNotFound(event_id)
+        if stored.status not in REDRIVABLE:
+            raise EventNotRedrivable(event_id, stored.status)
 
     def _apply(self, conn: Connection, event_id: str, reading: Reading) -> tuple[str, str]:
         facts, snap = reading.facts, reading.snapshot
@@ -124,11 +227,17 @@ class StripeEventHandler:
         if snap is not None:
             fold(repo, sub, snap, reading.read_at, now)
         done = [f"subscription {sub.id} {sub.status.value}"]
+        status = PROCESSED
         if facts.paid_invoice is not None:
-            done.append(self._grant(repo, conn, sub, facts.paid_invoice, snap, now))
+            repo.add_paid_invoice(facts.paid_invoice, sub.id, now)
+            granted, what = self._grant(repo, conn, sub, facts.paid_invoice, snap, now)
+            done.append(what)
+            if not granted:
+                # What the invoice owes is not known yet: an admin re-drives it after the plan sync.
+                status = IGNORED
         if facts.notice is not None:
             done.append(self._notify(conn, sub, facts))
-        return PROCESSED, "; ".join(done)
+        return status, "; ".join(done)
 
     @staticmethod
     def _find(
@@ -189,7 +298,8 @@ class StripeEventHandler:
         invoice: domain.PaidInvoice,
         snap: domain.Snapshot | None,
         now: datetime,
-    ) -> str:
+    ) -> tuple[bool, str]:
+        """Record what a paid invoice grants; False when its price is unknown (nothing can be decided)."""
         price = repo.price(invoice.stripe_price_id or sub.stripe_price_id)
         if price is None:
             log.error(
@@ -197,13 +307,15 @@ class StripeEventHandler:
                 invoice.stripe_invoice_id,
                 invoice.stripe_price_id,
             )
-            return f"invoice {invoice.stripe_invoice_id}: price unknown, no credits (run the plan sync, then re-drive)"
+            return False, (
+                f"invoice {invoice.stripe_invoice_id}: price unknown, no credits (run the plan sync, then re-drive)"
+            )
         trial_end = snap.trial_end if snap is not None else sub.trial_end
         due = domain.credits_for(invoice, price, trial_end)
         if due is None:
-            return f"invoice {invoice.stripe_invoice_id} ({invoice.billing_reason}): no credits"
+            return True, f"invoice {invoice.stripe_invoice_id} ({invoice.billing_reason}): no credits"
         if not repo.add_period_grant(invoice=invoice, subscription=sub, grant=due, now=now):
-            return f"invoice {invoice.stripe_invoice_id}: credits granted before"
+            return True, f"invoice {invoice.stripe_invoice_id}: credits granted before"
         sub.periods_granted += 1
         sub.updated_at = now
         repo.save(sub)
@@ -223,7 +335,7 @@ class StripeEventHandler:
                 "subscription_id": sub.id,
             },
         )
-        return f"invoice {invoice.stripe_invoice_id}: {due.credits} credits ({due.kind})"
+        return True, f"invoice {invoice.stripe_invoice_id}: {due.credits} credits ({due.kind})"
 
     def _notify(self, conn: Connection, sub: domain.Subscription, facts: EventFacts) -> str:
         notice = facts.notice

@@ -8,20 +8,24 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from billing.common.v1 import money_pb2
+from billing.common.v1 import admin_pb2, money_pb2
 from billing.subscriptions.v1 import subscriptions_pb2 as pb
 from billing.subscriptions.v1 import subscriptions_pb2_grpc
 from subscriptions_svc import domain
 from subscriptions_svc.event_handler import StripeEventHandler
 from subscriptions_svc.service import CheckoutStarted, SubscriptionCreated, SubscriptionsService
+from svckit.audit import AuditFilter, AuditRecord
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import Outcome
+from svckit.inbox import StoredEvent
 from svckit.pagination import decode_page_token, encode_page_token
 from svckit.server import apply_stripe_event, current_call, in_thread
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SubscriptionsService"].full_name
 
+SERVICE = "subscriptions"
 STATUS_TO_PB = {s: pb.SubscriptionStatus.Value(f"SUBSCRIPTION_STATUS_{s.name}") for s in domain.Status}
+STATUS_FROM_PB: dict[int, domain.Status] = {int(value): key for key, value in STATUS_TO_PB.items()}
 PAUSE_TO_PB = {b: pb.PauseBehavior.Value(f"PAUSE_BEHAVIOR_{b.name}") for b in domain.PauseBehavior}
 PAUSE_FROM_PB = {value: key for key, value in PAUSE_TO_PB.items()}
 PRORATION_FROM_PB = {
@@ -73,6 +77,53 @@ def subscription_to_pb(s: domain.Subscription) -> pb.Subscription:
 def _serialize(message: Any) -> bytes:
     data: bytes = message.SerializeToString(deterministic=True)
     return data
+
+
+def _optional_time(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    moment: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return moment
+
+
+def _page_token(position: tuple[datetime, str] | None) -> str:
+    if position is None:
+        return ""
+    at, ident = position
+    return encode_page_token({"t": at.isoformat(), "id": ident})
+
+
+def _status_filter(value: int) -> domain.Status | None:
+    if value == pb.SUBSCRIPTION_STATUS_UNSPECIFIED:
+        return None
+    status = STATUS_FROM_PB.get(value)
+    if status is None:
+        raise InvalidArgument.from_violations([FieldViolation("status", "not a subscription status")])
+    return status
+
+
+def event_to_pb(event: StoredEvent) -> admin_pb2.StripeEventRecord:
+    return admin_pb2.StripeEventRecord(
+        event_id=event.event_id,
+        type=event.type,
+        status=event.status,
+        detail=event.detail,
+        receive_time=_timestamp(event.received_at),
+        redrives=event.redrives,
+    )
+
+
+def audit_to_pb(record: AuditRecord) -> admin_pb2.AuditRecord:
+    return admin_pb2.AuditRecord(
+        id=record.id,
+        actor=record.actor,
+        action=record.action,
+        target=record.target,
+        request_id=record.request_id,
+        detail=record.detail,
+        time=_timestamp(record.created_at),
+        service=SERVICE,
+    )
 
 
 def _page_position(token: str) -> tuple[datetime, str] | None:
@@ -194,13 +245,11 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
             user_id=request.user_id,
             page_size=request.page_size,
             before=_page_position(request.page_token),
+            status=_status_filter(request.status),
         )
-        token = ""
-        if page.next_before is not None:
-            created, ident = page.next_before
-            token = encode_page_token({"t": created.isoformat(), "id": ident})
         return pb.ListSubscriptionsResponse(
-            subscriptions=[subscription_to_pb(s) for s in page.subscriptions], next_page_token=token
+            subscriptions=[subscription_to_pb(s) for s in page.subscriptions],
+            next_page_token=_page_token(page.next_before),
         )
 
     async def UpdateSubscription(
@@ -253,6 +302,74 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
     ) -> pb.CreatePortalSessionResponse:
         url = await in_thread(self.service.portal_session, current_call().actor, request.user_id, request.return_url)
         return pb.CreatePortalSessionResponse(url=url)
+
+    async def GetSubscriptionMetrics(
+        self, request: pb.GetSubscriptionMetricsRequest, context: Any
+    ) -> pb.GetSubscriptionMetricsResponse:
+        span = domain.MetricsRange(_optional_time(request, "since"), _optional_time(request, "until"))
+        metrics = await in_thread(self.service.metrics, current_call().actor, span)
+        return pb.GetSubscriptionMetricsResponse(
+            recurring=[
+                pb.RecurringRevenue(currency=r.currency, mrr_minor=r.mrr_minor, arr_minor=r.arr_minor)
+                for r in metrics.recurring
+            ],
+            by_status=[pb.StatusCount(status=STATUS_TO_PB[status], count=count) for status, count in metrics.by_status],
+            new_subscriptions=metrics.new_subscriptions,
+            churned_subscriptions=metrics.churned_subscriptions,
+            invoice_revenue=[
+                pb.InvoiceRevenue(currency=r.currency, paid_minor=r.paid_minor, invoices=r.invoices)
+                for r in metrics.invoice_revenue
+            ],
+            daily_invoice_revenue=[
+                pb.DailyInvoiceRevenue(date=r.day, currency=r.currency, paid_minor=r.paid_minor)
+                for r in metrics.daily_invoice_revenue
+            ],
+        )
+
+    async def ListStripeEvents(self, request: pb.ListStripeEventsRequest, context: Any) -> pb.ListStripeEventsResponse:
+        page = await in_thread(
+            self.service.stripe_events,
+            current_call().actor,
+            status=request.status,
+            type_=request.type,
+            page_size=request.page_size,
+            before=_page_position(request.page_token),
+        )
+        return pb.ListStripeEventsResponse(
+            events=[event_to_pb(e) for e in page.events], next_page_token=_page_token(page.next_before)
+        )
+
+    async def RedriveStripeEvent(
+        self, request: pb.RedriveStripeEventRequest, context: Any
+    ) -> pb.RedriveStripeEventResponse:
+        call = current_call()
+
+        def encode(event: StoredEvent) -> bytes:
+            return _serialize(pb.RedriveStripeEventResponse(event=event_to_pb(event)))
+
+        outcome = await in_thread(
+            self.events.redrive, call.actor, event_id=request.event_id, call=call.idempotent(request), encode=encode
+        )
+        call.mark_replayed(outcome.replayed)
+        return pb.RedriveStripeEventResponse.FromString(outcome.response)
+
+    async def ListAuditRecords(self, request: pb.ListAuditRecordsRequest, context: Any) -> pb.ListAuditRecordsResponse:
+        where = AuditFilter(
+            actor=request.actor,
+            action=request.action,
+            since=_optional_time(request, "since"),
+            until=_optional_time(request, "until"),
+        )
+        page = await in_thread(
+            self.service.audit_records,
+            current_call().actor,
+            where,
+            page_size=request.page_size,
+            before=_page_position(request.page_token),
+        )
+        return pb.ListAuditRecordsResponse(
+            records=[audit_to_pb(r) for r in page.records], next_page_token=_page_token(page.next_before)
+        )
 
     async def HandleStripeEvent(
         self, request: pb.HandleStripeEventRequest, context: Any

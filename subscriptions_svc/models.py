@@ -1,5 +1,6 @@
 """The Subscriptions database: plan prices synced to Stripe, customers, subscriptions, the period
-grants each paid invoice owes, the Stripe event inbox, the outbox, idempotency records.
+grants each paid invoice owes, the Stripe event inbox, the outbox, idempotency records, and the
+audit log of admin actions.
 
 A subscription row mirrors the newest state Stripe reported (`synced_at` is when
 that state was read) plus what only this service knows: whose it is and what a
@@ -7,6 +8,10 @@ cancellation's reason was. `family_slot` is the plan family while the
 subscription is live and NULL once it has ended: its unique index with the user
 is what allows one live subscription per user and plan family, however many
 requests race.
+
+`started_at` is when the subscription began (see `domain.mark_started`): NULL
+until it is first seen live. It and `ended_at` are what the metrics count as
+new and churned subscriptions.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import cast
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from svckit.audit import audit_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 from svckit.inbox import inbox_table
@@ -93,6 +99,8 @@ class Subscription(Base):
     pause_behavior: Mapped[str | None] = mapped_column(String(24))
     pause_resumes_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     periods_granted: Mapped[int] = mapped_column(Integer)
+    # When it began: first seen trialing, active or otherwise live (NULL while it never was).
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # When the state above was read from Stripe: an older reading never overwrites a newer one.
     synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -110,6 +118,13 @@ class Subscription(Base):
         Index("uq_subscriptions_user_id_family_slot", "user_id", "family_slot", unique=True),
         Index(None, "user_id", "created_at"),
         Index(None, "status", "created_at"),
+        # Everyone's subscriptions, newest first (admins).
+        Index(None, "created_at", "id"),
+        # Recurring revenue: the units per price of the subscriptions that bill (index-only).
+        Index("ix_subscriptions_revenue", "status", "pause_behavior", "stripe_price_id", "quantity"),
+        # New and churned subscriptions in a time range.
+        Index(None, "started_at"),
+        Index(None, "ended_at"),
     )
 
 
@@ -134,11 +149,31 @@ class PeriodGrant(Base):
     )
 
 
+class PaidInvoice(Base):
+    """Every paid subscription invoice, once: the subscription revenue of the admin dashboard."""
+
+    __tablename__ = "paid_invoices"
+
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_paid_minor: Mapped[int] = mapped_column(BigInteger)
+    billing_reason: Mapped[str] = mapped_column(String(32))
+    paid_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("amount_paid_minor >= 0", name="amount"),
+        Index(None, "paid_at", "currency"),
+    )
+
+
 metadata = Base.metadata
 idempotency_records = idempotency_table(metadata)
 stripe_events = inbox_table(metadata)
 outbox_messages = outbox_table(metadata)
+audit_records = audit_table(metadata)
 customers = cast(Table, Customer.__table__)
 plan_prices = cast(Table, PlanPrice.__table__)
 subscriptions = cast(Table, Subscription.__table__)
 period_grants = cast(Table, PeriodGrant.__table__)
+paid_invoices = cast(Table, PaidInvoice.__table__)

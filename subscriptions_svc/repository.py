@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from subscriptions_svc import domain
-from subscriptions_svc.models import customers, period_grants, plan_prices, subscriptions
+from subscriptions_svc.models import customers, paid_invoices, period_grants, plan_prices, stripe_events, subscriptions
 from svckit.db import dialect_insert_for
 
 # Columns stored as they are in the domain record (the enums are converted apart).
@@ -37,6 +37,7 @@ PLAIN_COLUMNS = (
     "cancellation_reason",
     "pause_resumes_at",
     "periods_granted",
+    "started_at",
     "synced_at",
     "created_at",
     "updated_at",
@@ -170,8 +171,18 @@ class SubscriptionsRepository:
     def list_for_user(
         self, user_id: str, *, before: tuple[datetime, str] | None, limit: int
     ) -> list[domain.Subscription]:
+        return self.list_subscriptions(user_id=user_id, status=None, before=before, limit=limit)
+
+    def list_subscriptions(
+        self, *, user_id: str | None, status: domain.Status | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[domain.Subscription]:
+        """Newest first (by creation, then id); a user's or everyone's, optionally in one status."""
         s = subscriptions.c
-        statement = select(subscriptions).where(s.user_id == user_id)
+        statement = select(subscriptions)
+        if user_id is not None:
+            statement = statement.where(s.user_id == user_id)
+        if status is not None:
+            statement = statement.where(s.status == status.value)
         if before is not None:
             at, ident = before
             statement = statement.where((s.created_at < at) | and_(s.created_at == at, s.id < ident))
@@ -226,3 +237,81 @@ class SubscriptionsRepository:
         return self.conn.execute(
             select(period_grants).where(g.subscription_id == subscription_id).order_by(g.period_start)
         ).all()
+
+    # --- metrics ----------------------------------------------------------------------
+
+    def revenue_units(self) -> list[domain.PriceUnits]:
+        """Per known price, the units of the subscriptions that count in recurring revenue."""
+        s, p = subscriptions.c, plan_prices.c
+        units = (
+            select(s.stripe_price_id, func.sum(s.quantity).label("units"))
+            .where(s.status.in_([status.value for status in domain.BILLING]), s.pause_behavior.is_(None))
+            .group_by(s.stripe_price_id)
+            .subquery()
+        )
+        rows = self.conn.execute(
+            select(p.currency, p.interval, p.amount_minor, units.c.units).join_from(
+                units, plan_prices, p.stripe_price_id == units.c.stripe_price_id
+            )
+        )
+        return [domain.PriceUnits(row.currency, row.interval, row.amount_minor, int(row.units)) for row in rows]
+
+    def count_by_status(self) -> dict[domain.Status, int]:
+        s = subscriptions.c
+        rows = self.conn.execute(select(s.status, func.count()).group_by(s.status))
+        return {domain.Status(status): int(count) for status, count in rows}
+
+    def count_started(self, since: datetime, until: datetime) -> int:
+        s = subscriptions.c
+        found = self.conn.execute(
+            select(func.count()).select_from(subscriptions).where(s.started_at >= since, s.started_at < until)
+        )
+        return int(found.scalar_one())
+
+    def count_churned(self, since: datetime, until: datetime) -> int:
+        s = subscriptions.c
+        found = self.conn.execute(
+            select(func.count())
+            .select_from(subscriptions)
+            .where(s.ended_at >= since, s.ended_at < until, s.started_at.is_not(None))
+        )
+        return int(found.scalar_one())
+
+    def add_paid_invoice(self, invoice: domain.PaidInvoice, subscription_id: str, now: datetime) -> None:
+        """Record a paid invoice once (a redelivery changes nothing)."""
+        statement = dialect_insert_for(self.conn.dialect.name, paid_invoices).on_conflict_do_nothing(
+            index_elements=["stripe_invoice_id"]
+        )
+        self.conn.execute(
+            statement,
+            {
+                "stripe_invoice_id": invoice.stripe_invoice_id,
+                "subscription_id": subscription_id,
+                "currency": invoice.currency,
+                "amount_paid_minor": invoice.amount_paid,
+                "billing_reason": invoice.billing_reason[:32],
+                "paid_at": invoice.paid_at or now,
+            },
+        )
+
+    def daily_invoice_revenue(self, since: datetime, until: datetime) -> list[domain.InvoiceRevenue]:
+        """Paid subscription invoices in [since, until) per UTC day and currency."""
+        p = paid_invoices.c
+        if self.conn.dialect.name == "postgresql":
+            day = func.to_char(func.timezone("UTC", p.paid_at), "YYYY-MM-DD")
+        else:
+            day = func.strftime("%Y-%m-%d", p.paid_at)
+        rows = self.conn.execute(
+            select(day.label("day"), p.currency, func.sum(p.amount_paid_minor), func.count())
+            .where(p.paid_at >= since, p.paid_at < until)
+            .group_by(day, p.currency)
+        )
+        return [domain.InvoiceRevenue(row[1], int(row[2]), int(row[3]), str(row[0])) for row in rows]
+
+    # --- the inbox ----------------------------------------------------------------------
+
+    def lock_event(self, event_id: str) -> str | None:
+        """Lock a recorded Stripe event's row (a re-drive rewrites it); its status, or None if unknown."""
+        e = stripe_events.c
+        found = self.conn.execute(select(e.status).where(e.event_id == event_id).with_for_update())
+        return found.scalar_one_or_none()

@@ -8,6 +8,13 @@ events (event_handler.py) keep the record true afterwards.
 
 A user reaches only their own subscriptions: another user's is NOT_FOUND, so
 that ids cannot be probed.
+
+A change an admin asks for (`svckit.audit.is_audited`) is audited as
+`subscriptions.<change|cancel|reactivate|pause|resume>`, target
+`subscription:<id>`, in the transaction that records it: once per
+idempotency key, never for a replay. The admin reads (metrics, everyone's
+subscriptions, the Stripe events received, the audit log) are for admins and
+services only.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from subscriptions_svc import domain
 from subscriptions_svc.customers import CustomerDirectory
+from subscriptions_svc.models import audit_records, stripe_events
 from subscriptions_svc.plans import Plan, PlanCatalog
 from subscriptions_svc.repository import SubscriptionsRepository
 from subscriptions_svc.stripe_provider import (
@@ -32,10 +40,12 @@ from subscriptions_svc.stripe_provider import (
     SubscriptionProvider,
 )
 from svckit.actors import Actor
+from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import BillingError, FieldViolation, InvalidArgument, Unavailable
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
+from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox, StoredEvent
 from svckit.pagination import clamp_page_size, take_page
 from svckit.stripe_client import derived_key
 
@@ -44,6 +54,7 @@ T = TypeVar("T")
 # How long a call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
 DEFAULT_INTERVAL = "month"
+INBOX_STATUSES = (PROCESSED, IGNORED, REJECTED)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,26 @@ class PlanOnSale:
 class SubscriptionsPage:
     subscriptions: list[domain.Subscription]
     next_before: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[StoredEvent]
+    next_before: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_before: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class Audited:
+    """What an admin's change is audited as: `subscriptions.<action>`, with a short account."""
+
+    action: str
+    detail: str = ""
 
 
 def fold(
@@ -97,6 +128,8 @@ class SubscriptionsService:
         catalog: PlanCatalog,
         customers: CustomerDirectory,
         clock: Callable[[], datetime] = utc_now,
+        audit: AuditLog | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.engine = engine
         self.idempotency = idempotency
@@ -104,6 +137,8 @@ class SubscriptionsService:
         self.catalog = catalog
         self.customers = customers
         self.clock = clock
+        self.audit = audit if audit is not None else AuditLog(audit_records)
+        self.inbox = inbox if inbox is not None else Inbox(stripe_events)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -126,19 +161,76 @@ class SubscriptionsService:
         return self._visible(actor, subscription_id, found)
 
     def list(
-        self, actor: Actor, *, user_id: str, page_size: int, before: tuple[datetime, str] | None
+        self,
+        actor: Actor,
+        *,
+        user_id: str,
+        page_size: int,
+        before: tuple[datetime, str] | None,
+        status: domain.Status | None = None,
     ) -> SubscriptionsPage:
-        if not user_id:
-            raise InvalidArgument.from_violations([FieldViolation("user_id", "required")])
-        actor.require_access_to_user(user_id)
+        """A user's subscriptions, or everyone's (empty `user_id`: admins and services), newest first."""
+        if user_id:
+            actor.require_access_to_user(user_id)
+        else:
+            actor.require_privileged("list everyone's subscriptions")
         limit = clamp_page_size(page_size)
         rows = run_transaction(
             self.engine,
-            lambda conn: SubscriptionsRepository(conn).list_for_user(user_id, before=before, limit=limit + 1),
+            lambda conn: SubscriptionsRepository(conn).list_subscriptions(
+                user_id=user_id or None, status=status, before=before, limit=limit + 1
+            ),
             read_only=True,
         )
         page, last = take_page(rows, limit)
         return SubscriptionsPage(page, (last.created_at, last.id) if last else None)
+
+    # --- admin reads --------------------------------------------------------------------
+
+    def metrics(self, actor: Actor, span: domain.MetricsRange) -> domain.SubscriptionMetrics:
+        actor.require_privileged("read subscription metrics")
+        since, until = span.validate()
+
+        def work(conn: Connection) -> domain.SubscriptionMetrics:
+            repo = SubscriptionsRepository(conn)
+            return domain.subscription_metrics(
+                repo.revenue_units(),
+                repo.count_by_status(),
+                repo.count_started(since, until),
+                repo.count_churned(since, until),
+                repo.daily_invoice_revenue(since, until),
+            )
+
+        # One snapshot: REPEATABLE READ on PostgreSQL when read-only.
+        return run_transaction(self.engine, work, read_only=True)
+
+    def stripe_events(
+        self, actor: Actor, *, status: str, type_: str, page_size: int, before: tuple[datetime, str] | None
+    ) -> EventsPage:
+        actor.require_privileged("list Stripe events")
+        if status and status not in INBOX_STATUSES:
+            raise InvalidArgument.from_violations([FieldViolation("status", f"one of {', '.join(INBOX_STATUSES)}")])
+        limit = clamp_page_size(page_size)
+        rows = run_transaction(
+            self.engine,
+            lambda conn: self.inbox.list(conn, status=status, type_=type_, before=before, limit=limit + 1),
+            read_only=True,
+        )
+        page, last = take_page(rows, limit)
+        return EventsPage(page, (last.received_at, last.event_id) if last else None)
+
+    def audit_records(
+        self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None
+    ) -> AuditPage:
+        actor.require_privileged("read the audit log")
+        if where.since is not None and where.until is not None and where.since >= where.until:
+            raise InvalidArgument.from_violations([FieldViolation("until", "must be after since")])
+        limit = clamp_page_size(page_size)
+        rows = run_transaction(
+            self.engine, lambda conn: self.audit.list(conn, where, before=before, limit=limit + 1), read_only=True
+        )
+        page, last = take_page(rows, limit)
+        return AuditPage(page, (last.created_at, last.id) if last else None)
 
     def present(self, actor: Actor, subscription_id: str) -> domain.Subscription:
         """The subscription as Stripe has it now (our record may lag behind an event still on its way)."""
@@ -402,7 +494,12 @@ class SubscriptionsService:
                 item["quantity"] = cmd.quantity
             return {"items": [item], "proration_behavior": cmd.proration.value}
 
-        return self._update(actor, subscription_id, call, "change", params, encode)
+        audited = Audited(
+            "change",
+            f"plan {cmd.plan_id or current.plan_id}, quantity {cmd.quantity or 'unchanged'}, "
+            f"proration {cmd.proration.value}",
+        )
+        return self._update(actor, subscription_id, call, "change", params, encode, audited)
 
     def cancel(
         self,
@@ -418,6 +515,8 @@ class SubscriptionsService:
         def note(sub: domain.Subscription) -> None:
             sub.cancellation_reason = cmd.reason or sub.cancellation_reason
 
+        when = "at period end" if cmd.at_period_end else "now"
+        audited = Audited("cancel", f"{when}; reason: {cmd.reason}" if cmd.reason else when)
         if cmd.at_period_end:
 
             def params(sub: domain.Subscription) -> dict[str, object]:
@@ -425,14 +524,14 @@ class SubscriptionsService:
                 details = {"comment": cmd.reason} if cmd.reason else {}
                 return {"cancel_at_period_end": True, "cancellation_details": details}
 
-            return self._update(actor, subscription_id, call, "cancel-at-end", params, encode, note=note)
+            return self._update(actor, subscription_id, call, "cancel-at-end", params, encode, audited, note=note)
 
         def now(sub: domain.Subscription, key: str) -> domain.Snapshot:
             domain.check_cancel(sub, at_period_end=False)
             assert sub.stripe_subscription_id is not None
             return self.provider.cancel_subscription(sub.stripe_subscription_id, cmd.reason, idempotency_key=key)
 
-        return self._operate(actor, subscription_id, call, "cancel", now, encode, note=note)
+        return self._operate(actor, subscription_id, call, "cancel", now, encode, audited, note=note)
 
     def reactivate(
         self, actor: Actor, subscription_id: str, call: IdempotentCall, encode: Callable[[domain.Subscription], bytes]
@@ -446,7 +545,9 @@ class SubscriptionsService:
         def note(sub: domain.Subscription) -> None:
             sub.cancellation_reason = None
 
-        return self._update(actor, subscription_id, call, "reactivate", params, encode, note=note)
+        return self._update(
+            actor, subscription_id, call, "reactivate", params, encode, Audited("reactivate"), note=note
+        )
 
     def pause(
         self,
@@ -467,7 +568,9 @@ class SubscriptionsService:
                 pause["resumes_at"] = int(cmd.resumes_at.timestamp())
             return {"pause_collection": pause}
 
-        return self._update(actor, subscription_id, call, "pause", params, encode)
+        resumes = f", resumes at {cmd.resumes_at.isoformat()}" if cmd.resumes_at is not None else ""
+        audited = Audited("pause", f"behavior {cmd.behavior.value}{resumes}")
+        return self._update(actor, subscription_id, call, "pause", params, encode, audited)
 
     def resume(
         self, actor: Actor, subscription_id: str, call: IdempotentCall, encode: Callable[[domain.Subscription], bytes]
@@ -484,7 +587,7 @@ class SubscriptionsService:
                 sub.stripe_subscription_id, {"pause_collection": ""}, idempotency_key=key
             )
 
-        return self._operate(actor, subscription_id, call, "resume", at_stripe, encode)
+        return self._operate(actor, subscription_id, call, "resume", at_stripe, encode, Audited("resume"))
 
     def portal_session(self, actor: Actor, user_id: str, return_url: str) -> str:
         actor.require_access_to_user(user_id)
@@ -499,6 +602,7 @@ class SubscriptionsService:
         kind: str,
         params: Callable[[domain.Subscription], dict[str, object]],
         encode: Callable[[domain.Subscription], bytes],
+        audited: Audited,
         *,
         note: Callable[[domain.Subscription], None] | None = None,
     ) -> Outcome:
@@ -507,7 +611,7 @@ class SubscriptionsService:
             assert sub.stripe_subscription_id is not None
             return self.provider.update_subscription(sub.stripe_subscription_id, changes, idempotency_key=key)
 
-        return self._operate(actor, subscription_id, call, kind, at_stripe, encode, note=note)
+        return self._operate(actor, subscription_id, call, kind, at_stripe, encode, audited, note=note)
 
     def _operate(
         self,
@@ -517,10 +621,14 @@ class SubscriptionsService:
         kind: str,
         at_stripe: Callable[[domain.Subscription, str], domain.Snapshot],
         encode: Callable[[domain.Subscription], bytes],
+        audited: Audited,
         *,
         note: Callable[[domain.Subscription], None] | None = None,
     ) -> Outcome:
-        """One change at Stripe, checked against the state once the key is held, then folded in."""
+        """One change at Stripe, checked against the state once the key is held, then folded in.
+
+        An admin's change is audited in the transaction that records it (a replay never gets here).
+        """
 
         def external() -> tuple[datetime, domain.Snapshot]:
             current = self.present(actor, subscription_id)
@@ -539,6 +647,14 @@ class SubscriptionsService:
             if note is not None:
                 note(sub)
                 repo.save(sub)
+            if is_audited(actor):
+                self.audit.record(
+                    conn,
+                    actor=actor,
+                    action=f"subscriptions.{audited.action}",
+                    target=f"subscription:{subscription_id}",
+                    detail=audited.detail,
+                )
             return encode(sub)
 
         return self.idempotency.around_external_call(

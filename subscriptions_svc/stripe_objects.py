@@ -114,6 +114,8 @@ def paid_invoice(invoice: Mapping[str, Any]) -> PaidInvoice | None:
         quantity=quantity if isinstance(quantity, int) and quantity > 0 else 1,
         period_start=start,
         period_end=end,
+        currency=str(invoice.get("currency") or ""),
+        paid_at=_time(_mapping(invoice.get("status_transitions")).get("paid_at")),
     )
 
 

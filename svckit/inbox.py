@@ -1,5 +1,10 @@
 """The inbox: every Stripe event a service received, with what became of it.
 
+An admin may re-drive an event that was rejected or ignored (a plan price not
+yet synced, a payment not yet known): the service applies the stored payload
+again under the admin's idempotency key, and the event's row is rewritten with
+the new outcome and its re-drive count (`Inbox.write(..., redrive=True)`).
+
 Recorded in the same transaction as the event's effect, keyed by the event id,
 so the log of webhook events is exactly the log of what was applied: what each
 event did (processed), or why it did nothing (ignored, rejected), with the
@@ -10,19 +15,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Index, MetaData, String, Table, Text
+from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, Text, and_, or_, select, update
 
 from svckit.actors import Actor
 from svckit.db import UtcDateTime, dialect_insert_for
-from svckit.errors import InvalidArgument
+from svckit.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from svckit.idempotency import IdempotentCall
 
 PROCESSED = "processed"
 IGNORED = "ignored"
 REJECTED = "rejected"
+# What an admin may apply again.
+REDRIVABLE = frozenset({REJECTED, IGNORED})
+
+
+class EventNotFound(NotFound):
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"no Stripe event {event_id} was received", metadata={"event_id": event_id})
+
+
+class EventNotRedrivable(FailedPrecondition):
+    reason = Reason.EVENT_NOT_REDRIVABLE
+
+    def __init__(self, event_id: str, status: str) -> None:
+        super().__init__(
+            f"cannot re-drive Stripe event {event_id}: it is {status}; only {' or '.join(sorted(REDRIVABLE))} "
+            "events can be applied again",
+            metadata={"event_id": event_id, "status": status},
+        )
 
 
 class MalformedEvent(ValueError):
@@ -60,8 +84,21 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("status", String(16), nullable=False),
         Column("detail", String(500), nullable=False),
         Column("received_at", UtcDateTime(), nullable=False),
+        Column("redrives", Integer, nullable=False, server_default="0"),
         Index("ix_stripe_events_type_received_at", "type", "received_at"),
+        Index("ix_stripe_events_received_at_event_id", "received_at", "event_id"),
     )
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    type: str
+    payload: str
+    status: str
+    detail: str
+    received_at: datetime
+    redrives: int
 
 
 class Inbox:
@@ -73,6 +110,40 @@ class Inbox:
             .returning(table.c.event_id)
             for dialect in ("postgresql", "sqlite")
         }
+
+    def write(
+        self, conn: Connection, *, event_id: str, type_: str, payload: str, status: str, detail: str, redrive: bool
+    ) -> bool:
+        """`record` for a delivery from Stripe; for a re-drive, the stored row takes the new outcome."""
+        if not redrive:
+            return self.record(conn, event_id=event_id, type_=type_, payload=payload, status=status, detail=detail)
+        t = self.table.c
+        changed = conn.execute(
+            update(self.table)
+            .where(t.event_id == event_id)
+            .values(status=status, detail=detail[:500], redrives=t.redrives + 1)
+        )
+        return changed.rowcount == 1
+
+    def get(self, conn: Connection, event_id: str) -> StoredEvent | None:
+        row = conn.execute(select(self.table).where(self.table.c.event_id == event_id)).first()
+        return StoredEvent(**row._mapping) if row else None
+
+    def list(
+        self, conn: Connection, *, status: str, type_: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[StoredEvent]:
+        """Newest first, with optional filters; `before` is the (time, id) of the previous page's last."""
+        t = self.table.c
+        statement = select(self.table)
+        if status:
+            statement = statement.where(t.status == status)
+        if type_:
+            statement = statement.where(t.type == type_)
+        if before is not None:
+            at, ident = before
+            statement = statement.where(or_(t.received_at < at, and_(t.received_at == at, t.event_id < ident)))
+        rows = conn.execute(statement.order_by(t.received_at.desc(), t.event_id.desc()).limit(limit))
+        return [StoredEvent(**row._mapping) for row in rows]
 
     def record(self, conn: Connection, *, event_id: str, type_: str, payload: str, status: str, detail: str) -> bool:
         """Record the event in the caller's transaction; False if it was recorded before."""

@@ -120,3 +120,52 @@ def create_stripe_events_v1(op: Any) -> None:
     )
     with op.batch_alter_table("stripe_events", schema=None) as batch_op:
         batch_op.create_index("ix_stripe_events_type_received_at", ["type", "received_at"], unique=False)
+
+
+_AUDIT_POSTGRES = """
+CREATE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit records are immutable: % on % refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE TRIGGER audit_records_immutable BEFORE UPDATE OR DELETE ON audit_records
+  FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON audit_records
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+"""
+_AUDIT_SQLITE = [
+    """CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+       BEGIN SELECT RAISE(ABORT, 'audit records are immutable: UPDATE refused'); END""",
+    """CREATE TRIGGER audit_records_no_delete BEFORE DELETE ON audit_records
+       BEGIN SELECT RAISE(ABORT, 'audit records are immutable: DELETE refused'); END""",
+]
+
+
+def create_audit_records_v1(op: Any) -> None:
+    """The audit log (svckit.audit) as first created, with the triggers that make it immutable. Frozen."""
+    op.create_table(
+        "audit_records",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("actor", sa.String(length=140), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=255), nullable=False),
+        sa.Column("request_id", sa.String(length=128), nullable=False),
+        sa.Column("detail", sa.String(length=500), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_records"),
+    )
+    with op.batch_alter_table("audit_records", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_records_created_at_id", ["created_at", "id"], unique=False)
+        batch_op.create_index("ix_audit_records_actor_created_at", ["actor", "created_at"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_AUDIT_POSTGRES)
+    else:
+        for statement in _AUDIT_SQLITE:
+            op.execute(statement)
+
+
+def add_stripe_event_redrives_v2(op: Any) -> None:
+    """The inbox's re-drive count and its listing index (svckit.inbox, second version). Frozen."""
+    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("redrives", sa.Integer(), server_default="0", nullable=False))
+        batch_op.create_index("ix_stripe_events_received_at_event_id", ["received_at", "event_id"], unique=False)

@@ -81,6 +81,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the plan has no Stripe price yet: an operator must
     run the plan sync.
     """
+    ERROR_REASON_EVENT_NOT_REDRIVABLE: _ErrorReason.ValueType  # 22
+    """FAILED_PRECONDITION: the Stripe event was processed already (or is in no
+    state to be applied again): only rejected or ignored events are re-driven.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason by every service.
@@ -147,5 +151,9 @@ call; the message and ErrorInfo.metadata["status"] name the state.
 ERROR_REASON_PLAN_NOT_SYNCED: ErrorReason.ValueType  # 21
 """FAILED_PRECONDITION: the plan has no Stripe price yet: an operator must
 run the plan sync.
+"""
+ERROR_REASON_EVENT_NOT_REDRIVABLE: ErrorReason.ValueType  # 22
+"""FAILED_PRECONDITION: the Stripe event was processed already (or is in no
+state to be applied again): only rejected or ignored events are re-driven.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -22,56 +22,71 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from billing.common.v1 import admin_pb2 as billing_dot_common_dot_v1_dot_admin__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n billing/credits/v1/credits.proto\x12\x12\x62illing.credits.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\x08Transfer\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .billing.credits.v1.TransferKind\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x05 \x01(\t\x12\x12\n\nto_account\x18\x06 \x01(\t\x12/\n\x06source\x18\x07 \x01(\x0e\x32\x1f.billing.credits.v1.GrantSource\x12\x11\n\treference\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x1c\n\x14reverses_transfer_id\x18\n \x01(\t\x12\x17\n\x0freversed_amount\x18\x0b \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x0bLedgerEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .billing.credits.v1.TransferKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x11\n\treference\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"g\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x12ListEntriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x13ListEntriesResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.billing.credits.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x12GetTransferRequest\x12\x15\n\x0btransfer_id\x18\x01 \x01(\tH\x00\x12\x13\n\treference\x18\x02 \x01(\tH\x00\x42\x08\n\x06lookup\"E\n\x13GetTransferResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\"\x88\x01\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12/\n\x06source\x18\x03 \x01(\x0e\x32\x1f.billing.credits.v1.GrantSource\x12\x11\n\treference\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"P\n\rGrantResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"W\n\x0cSpendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x11\n\treference\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"P\n\rSpendResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"\xa7\x01\n\x0eReverseRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x06\x61mount\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12=\n\x10shortfall_policy\x18\x05 \x01(\x0e\x32#.billing.credits.v1.ShortfallPolicyB\t\n\x07_amount\"x\n\x0fReverseResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x11\n\tshortfall\x18\x03 \x01(\x03\x12\x11\n\tremaining\x18\x04 \x01(\x03\"\x14\n\x12\x43heckLedgerRequest\"O\n\x0f\x41\x63\x63ountMismatch\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x16\n\x0estored_balance\x18\x02 \x01(\x03\x12\x13\n\x0b\x65ntries_sum\x18\x03 \x01(\x03\"\xe8\x01\n\x13\x43heckLedgerResponse\x12\x10\n\x08\x62\x61lanced\x18\x01 \x01(\x08\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x02 \x01(\x03\x12\x19\n\x11transfers_checked\x18\x03 \x01(\x03\x12\x15\n\rtotal_balance\x18\x04 \x01(\x03\x12\x37\n\nmismatches\x18\x05 \x03(\x0b\x32#.billing.credits.v1.AccountMismatch\x12\x1f\n\x17unbalanced_transfer_ids\x18\x06 \x03(\t\x12\x19\n\x11negative_accounts\x18\x07 \x03(\t*{\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRANSFER_KIND_GRANT\x10\x01\x12\x17\n\x13TRANSFER_KIND_SPEND\x10\x02\x12\x1a\n\x16TRANSFER_KIND_REVERSAL\x10\x03*\x9e\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15GRANT_SOURCE_PURCHASE\x10\x01\x12\x1d\n\x19GRANT_SOURCE_SUBSCRIPTION\x10\x02\x12\x1a\n\x16GRANT_SOURCE_PROMOTION\x10\x03\x12\x1b\n\x17GRANT_SOURCE_ADJUSTMENT\x10\x04*x\n\x0fShortfallPolicy\x12 \n\x1cSHORTFALL_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17SHORTFALL_POLICY_REJECT\x10\x01\x12&\n\"SHORTFALL_POLICY_REVERSE_AVAILABLE\x10\x02\x32\xfd\x04\n\x0e\x43reditsService\x12[\n\nGetBalance\x12%.billing.credits.v1.GetBalanceRequest\x1a&.billing.credits.v1.GetBalanceResponse\x12^\n\x0bListEntries\x12&.billing.credits.v1.ListEntriesRequest\x1a\'.billing.credits.v1.ListEntriesResponse\x12^\n\x0bGetTransfer\x12&.billing.credits.v1.GetTransferRequest\x1a\'.billing.credits.v1.GetTransferResponse\x12L\n\x05Grant\x12 .billing.credits.v1.GrantRequest\x1a!.billing.credits.v1.GrantResponse\x12L\n\x05Spend\x12 .billing.credits.v1.SpendRequest\x1a!.billing.credits.v1.SpendResponse\x12R\n\x07Reverse\x12\".billing.credits.v1.ReverseRequest\x1a#.billing.credits.v1.ReverseResponse\x12^\n\x0b\x43heckLedger\x12&.billing.credits.v1.CheckLedgerRequest\x1a\'.billing.credits.v1.CheckLedgerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n billing/credits/v1/credits.proto\x12\x12\x62illing.credits.v1\x1a\x1d\x62illing/common/v1/admin.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n\x08Transfer\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .billing.credits.v1.TransferKind\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x05 \x01(\t\x12\x12\n\nto_account\x18\x06 \x01(\t\x12/\n\x06source\x18\x07 \x01(\x0e\x32\x1f.billing.credits.v1.GrantSource\x12\x11\n\treference\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x1c\n\x14reverses_transfer_id\x18\n \x01(\t\x12\x17\n\x0freversed_amount\x18\x0b \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x0bLedgerEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .billing.credits.v1.TransferKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x15\n\rbalance_after\x18\x05 \x01(\x03\x12\x11\n\treference\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"g\n\x12GetBalanceResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x12ListEntriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x13ListEntriesResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.billing.credits.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x12GetTransferRequest\x12\x15\n\x0btransfer_id\x18\x01 \x01(\tH\x00\x12\x13\n\treference\x18\x02 \x01(\tH\x00\x42\x08\n\x06lookup\"E\n\x13GetTransferResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\"\x88\x01\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12/\n\x06source\x18\x03 \x01(\x0e\x32\x1f.billing.credits.v1.GrantSource\x12\x11\n\treference\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"P\n\rGrantResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"W\n\x0cSpendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x11\n\treference\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"P\n\rSpendResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\"\xa7\x01\n\x0eReverseRequest\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x13\n\x06\x61mount\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12=\n\x10shortfall_policy\x18\x05 \x01(\x0e\x32#.billing.credits.v1.ShortfallPolicyB\t\n\x07_amount\"x\n\x0fReverseResponse\x12.\n\x08transfer\x18\x01 \x01(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x11\n\tshortfall\x18\x03 \x01(\x03\x12\x11\n\tremaining\x18\x04 \x01(\x03\"\x14\n\x12\x43heckLedgerRequest\"O\n\x0f\x41\x63\x63ountMismatch\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x16\n\x0estored_balance\x18\x02 \x01(\x03\x12\x13\n\x0b\x65ntries_sum\x18\x03 \x01(\x03\"\xe8\x01\n\x13\x43heckLedgerResponse\x12\x10\n\x08\x62\x61lanced\x18\x01 \x01(\x08\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x02 \x01(\x03\x12\x19\n\x11transfers_checked\x18\x03 \x01(\x03\x12\x15\n\rtotal_balance\x18\x04 \x01(\x03\x12\x37\n\nmismatches\x18\x05 \x03(\x0b\x32#.billing.credits.v1.AccountMismatch\x12\x1f\n\x17unbalanced_transfer_ids\x18\x06 \x03(\t\x12\x19\n\x11negative_accounts\x18\x07 \x03(\t\"n\n\x16GetCreditTotalsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0bSourceTotal\x12/\n\x06source\x18\x01 \x01(\x0e\x32\x1f.billing.credits.v1.GrantSource\x12\x0f\n\x07granted\x18\x02 \x01(\x03\"\xad\x01\n\x17GetCreditTotalsResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x03\x12\r\n\x05spent\x18\x02 \x01(\x03\x12\x10\n\x08reversed\x18\x03 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x03\x12\x13\n\x0boutstanding\x18\x05 \x01(\x03\x12:\n\x11granted_by_source\x18\x06 \x03(\x0b\x32\x1f.billing.credits.v1.SourceTotal\"\xd4\x01\n\x14ListTransfersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .billing.credits.v1.TransferKind\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"a\n\x15ListTransfersResponse\x12/\n\ttransfers\x18\x01 \x03(\x0b\x32\x1c.billing.credits.v1.Transfer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb5\x01\n\x17ListAuditRecordsRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"d\n\x18ListAuditRecordsResponse\x12/\n\x07records\x18\x01 \x03(\x0b\x32\x1e.billing.common.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*{\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRANSFER_KIND_GRANT\x10\x01\x12\x17\n\x13TRANSFER_KIND_SPEND\x10\x02\x12\x1a\n\x16TRANSFER_KIND_REVERSAL\x10\x03*\x9e\x01\n\x0bGrantSource\x12\x1c\n\x18GRANT_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15GRANT_SOURCE_PURCHASE\x10\x01\x12\x1d\n\x19GRANT_SOURCE_SUBSCRIPTION\x10\x02\x12\x1a\n\x16GRANT_SOURCE_PROMOTION\x10\x03\x12\x1b\n\x17GRANT_SOURCE_ADJUSTMENT\x10\x04*x\n\x0fShortfallPolicy\x12 \n\x1cSHORTFALL_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17SHORTFALL_POLICY_REJECT\x10\x01\x12&\n\"SHORTFALL_POLICY_REVERSE_AVAILABLE\x10\x02\x32\xbe\x07\n\x0e\x43reditsService\x12[\n\nGetBalance\x12%.billing.credits.v1.GetBalanceRequest\x1a&.billing.credits.v1.GetBalanceResponse\x12^\n\x0bListEntries\x12&.billing.credits.v1.ListEntriesRequest\x1a\'.billing.credits.v1.ListEntriesResponse\x12^\n\x0bGetTransfer\x12&.billing.credits.v1.GetTransferRequest\x1a\'.billing.credits.v1.GetTransferResponse\x12L\n\x05Grant\x12 .billing.credits.v1.GrantRequest\x1a!.billing.credits.v1.GrantResponse\x12L\n\x05Spend\x12 .billing.credits.v1.SpendRequest\x1a!.billing.credits.v1.SpendResponse\x12R\n\x07Reverse\x12\".billing.credits.v1.ReverseRequest\x1a#.billing.credits.v1.ReverseResponse\x12j\n\x0fGetCreditTotals\x12*.billing.credits.v1.GetCreditTotalsRequest\x1a+.billing.credits.v1.GetCreditTotalsResponse\x12\x64\n\rListTransfers\x12(.billing.credits.v1.ListTransfersRequest\x1a).billing.credits.v1.ListTransfersResponse\x12m\n\x10ListAuditRecords\x12+.billing.credits.v1.ListAuditRecordsRequest\x1a,.billing.credits.v1.ListAuditRecordsResponse\x12^\n\x0b\x43heckLedger\x12&.billing.credits.v1.CheckLedgerRequest\x1a\'.billing.credits.v1.CheckLedgerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.credits.v1.credits_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERKIND']._serialized_start=2158
-  _globals['_TRANSFERKIND']._serialized_end=2281
-  _globals['_GRANTSOURCE']._serialized_start=2284
-  _globals['_GRANTSOURCE']._serialized_end=2442
-  _globals['_SHORTFALLPOLICY']._serialized_start=2444
-  _globals['_SHORTFALLPOLICY']._serialized_end=2564
-  _globals['_TRANSFER']._serialized_start=90
-  _globals['_TRANSFER']._serialized_end=443
-  _globals['_LEDGERENTRY']._serialized_start=446
-  _globals['_LEDGERENTRY']._serialized_end=668
-  _globals['_GETBALANCEREQUEST']._serialized_start=670
-  _globals['_GETBALANCEREQUEST']._serialized_end=706
-  _globals['_GETBALANCERESPONSE']._serialized_start=708
-  _globals['_GETBALANCERESPONSE']._serialized_end=811
-  _globals['_LISTENTRIESREQUEST']._serialized_start=813
-  _globals['_LISTENTRIESREQUEST']._serialized_end=889
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=891
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=987
-  _globals['_GETTRANSFERREQUEST']._serialized_start=989
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1063
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1065
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1134
-  _globals['_GRANTREQUEST']._serialized_start=1137
-  _globals['_GRANTREQUEST']._serialized_end=1273
-  _globals['_GRANTRESPONSE']._serialized_start=1275
-  _globals['_GRANTRESPONSE']._serialized_end=1355
-  _globals['_SPENDREQUEST']._serialized_start=1357
-  _globals['_SPENDREQUEST']._serialized_end=1444
-  _globals['_SPENDRESPONSE']._serialized_start=1446
-  _globals['_SPENDRESPONSE']._serialized_end=1526
-  _globals['_REVERSEREQUEST']._serialized_start=1529
-  _globals['_REVERSEREQUEST']._serialized_end=1696
-  _globals['_REVERSERESPONSE']._serialized_start=1698
-  _globals['_REVERSERESPONSE']._serialized_end=1818
-  _globals['_CHECKLEDGERREQUEST']._serialized_start=1820
-  _globals['_CHECKLEDGERREQUEST']._serialized_end=1840
-  _globals['_ACCOUNTMISMATCH']._serialized_start=1842
-  _globals['_ACCOUNTMISMATCH']._serialized_end=1921
-  _globals['_CHECKLEDGERRESPONSE']._serialized_start=1924
-  _globals['_CHECKLEDGERRESPONSE']._serialized_end=2156
-  _globals['_CREDITSSERVICE']._serialized_start=2567
-  _globals['_CREDITSSERVICE']._serialized_end=3204
+  _globals['_TRANSFERKIND']._serialized_start=3158
+  _globals['_TRANSFERKIND']._serialized_end=3281
+  _globals['_GRANTSOURCE']._serialized_start=3284
+  _globals['_GRANTSOURCE']._serialized_end=3442
+  _globals['_SHORTFALLPOLICY']._serialized_start=3444
+  _globals['_SHORTFALLPOLICY']._serialized_end=3564
+  _globals['_TRANSFER']._serialized_start=121
+  _globals['_TRANSFER']._serialized_end=474
+  _globals['_LEDGERENTRY']._serialized_start=477
+  _globals['_LEDGERENTRY']._serialized_end=699
+  _globals['_GETBALANCEREQUEST']._serialized_start=701
+  _globals['_GETBALANCEREQUEST']._serialized_end=737
+  _globals['_GETBALANCERESPONSE']._serialized_start=739
+  _globals['_GETBALANCERESPONSE']._serialized_end=842
+  _globals['_LISTENTRIESREQUEST']._serialized_start=844
+  _globals['_LISTENTRIESREQUEST']._serialized_end=920
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=922
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=1018
+  _globals['_GETTRANSFERREQUEST']._serialized_start=1020
+  _globals['_GETTRANSFERREQUEST']._serialized_end=1094
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=1096
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=1165
+  _globals['_GRANTREQUEST']._serialized_start=1168
+  _globals['_GRANTREQUEST']._serialized_end=1304
+  _globals['_GRANTRESPONSE']._serialized_start=1306
+  _globals['_GRANTRESPONSE']._serialized_end=1386
+  _globals['_SPENDREQUEST']._serialized_start=1388
+  _globals['_SPENDREQUEST']._serialized_end=1475
+  _globals['_SPENDRESPONSE']._serialized_start=1477
+  _globals['_SPENDRESPONSE']._serialized_end=1557
+  _globals['_REVERSEREQUEST']._serialized_start=1560
+  _globals['_REVERSEREQUEST']._serialized_end=1727
+  _globals['_REVERSERESPONSE']._serialized_start=1729
+  _globals['_REVERSERESPONSE']._serialized_end=1849
+  _globals['_CHECKLEDGERREQUEST']._serialized_start=1851
+  _globals['_CHECKLEDGERREQUEST']._serialized_end=1871
+  _globals['_ACCOUNTMISMATCH']._serialized_start=1873
+  _globals['_ACCOUNTMISMATCH']._serialized_end=1952
+  _globals['_CHECKLEDGERRESPONSE']._serialized_start=1955
+  _globals['_CHECKLEDGERRESPONSE']._serialized_end=2187
+  _globals['_GETCREDITTOTALSREQUEST']._serialized_start=2189
+  _globals['_GETCREDITTOTALSREQUEST']._serialized_end=2299
+  _globals['_SOURCETOTAL']._serialized_start=2301
+  _globals['_SOURCETOTAL']._serialized_end=2380
+  _globals['_GETCREDITTOTALSRESPONSE']._serialized_start=2383
+  _globals['_GETCREDITTOTALSRESPONSE']._serialized_end=2556
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=2559
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=2771
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=2773
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=2870
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=2873
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=3054
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=3056
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=3156
+  _globals['_CREDITSSERVICE']._serialized_start=3567
+  _globals['_CREDITSSERVICE']._serialized_end=4525
 # @@protoc_insertion_point(module_scope)

@@ -74,6 +74,21 @@ class CreditsServiceStub:
                 request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReverseRequest.SerializeToString,
                 response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReverseResponse.FromString,
                 _registered_method=True)
+        self.GetCreditTotals = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/GetCreditTotals',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsResponse.FromString,
+                _registered_method=True)
+        self.ListTransfers = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/ListTransfers',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersResponse.FromString,
+                _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/ListAuditRecords',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
         self.CheckLedger = channel.unary_unary(
                 '/billing.credits.v1.CreditsService/CheckLedger',
                 request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerRequest.SerializeToString,
@@ -141,10 +156,32 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CheckLedger(self, request, context):
+    def GetCreditTotals(self, request, context):
         """Proves the ledger: every wallet balance equals the sum of its entries,
         every transfer's entries sum to zero, and all balances sum to zero.
+        Credits granted, spent and reversed in a time range (by grant source), and
+        credits outstanding in wallets now (admins and services).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransfers(self, request, context):
+        """Every transfer, newest first, with filters (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditRecords(self, request, context):
+        """The admin actions this service performed, newest first (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckLedger(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -181,6 +218,21 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     servicer.Reverse,
                     request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReverseRequest.FromString,
                     response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReverseResponse.SerializeToString,
+            ),
+            'GetCreditTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCreditTotals,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsResponse.SerializeToString,
+            ),
+            'ListTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransfers,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersResponse.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
             'CheckLedger': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckLedger,
@@ -360,6 +412,87 @@ class CreditsService:
             '/billing.credits.v1.CreditsService/Reverse',
             billing_dot_credits_dot_v1_dot_credits__pb2.ReverseRequest.SerializeToString,
             billing_dot_credits_dot_v1_dot_credits__pb2.ReverseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCreditTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/GetCreditTotals',
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetCreditTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/ListTransfers',
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/ListAuditRecords',
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

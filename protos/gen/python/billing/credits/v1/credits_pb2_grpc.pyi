@@ -65,10 +65,17 @@ class CreditsServiceStub:
     """Moves credits back along an earlier grant or spend, in full or in part,
     never more than is left of it.
     """
-    CheckLedger: _grpc.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]
+    GetCreditTotals: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GetCreditTotalsRequest, _credits_pb2.GetCreditTotalsResponse]
     """Proves the ledger: every wallet balance equals the sum of its entries,
     every transfer's entries sum to zero, and all balances sum to zero.
+    Credits granted, spent and reversed in a time range (by grant source), and
+    credits outstanding in wallets now (admins and services).
     """
+    ListTransfers: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListTransfersRequest, _credits_pb2.ListTransfersResponse]
+    """Every transfer, newest first, with filters (admins and services)."""
+    ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListAuditRecordsRequest, _credits_pb2.ListAuditRecordsResponse]
+    """The admin actions this service performed, newest first (admins and services)."""
+    CheckLedger: _grpc.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]
 
 @_typing.type_check_only
 class CreditsServiceAsyncStub(CreditsServiceStub):
@@ -107,10 +114,17 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
     """Moves credits back along an earlier grant or spend, in full or in part,
     never more than is left of it.
     """
-    CheckLedger: _aio.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    GetCreditTotals: _aio.UnaryUnaryMultiCallable[_credits_pb2.GetCreditTotalsRequest, _credits_pb2.GetCreditTotalsResponse]  # type: ignore[assignment]
     """Proves the ledger: every wallet balance equals the sum of its entries,
     every transfer's entries sum to zero, and all balances sum to zero.
+    Credits granted, spent and reversed in a time range (by grant source), and
+    credits outstanding in wallets now (admins and services).
     """
+    ListTransfers: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListTransfersRequest, _credits_pb2.ListTransfersResponse]  # type: ignore[assignment]
+    """Every transfer, newest first, with filters (admins and services)."""
+    ListAuditRecords: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListAuditRecordsRequest, _credits_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
+    """The admin actions this service performed, newest first (admins and services)."""
+    CheckLedger: _aio.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]  # type: ignore[assignment]
 
 class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
     """CreditsService keeps every user's credit wallet as a double-entry ledger.
@@ -184,13 +198,38 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def GetCreditTotals(
+        self,
+        request: _credits_pb2.GetCreditTotalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.GetCreditTotalsResponse, _abc.Awaitable[_credits_pb2.GetCreditTotalsResponse]]:
+        """Proves the ledger: every wallet balance equals the sum of its entries,
+        every transfer's entries sum to zero, and all balances sum to zero.
+        Credits granted, spent and reversed in a time range (by grant source), and
+        credits outstanding in wallets now (admins and services).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTransfers(
+        self,
+        request: _credits_pb2.ListTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.ListTransfersResponse, _abc.Awaitable[_credits_pb2.ListTransfersResponse]]:
+        """Every transfer, newest first, with filters (admins and services)."""
+
+    @_abc_1.abstractmethod
+    def ListAuditRecords(
+        self,
+        request: _credits_pb2.ListAuditRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.ListAuditRecordsResponse, _abc.Awaitable[_credits_pb2.ListAuditRecordsResponse]]:
+        """The admin actions this service performed, newest first (admins and services)."""
+
+    @_abc_1.abstractmethod
     def CheckLedger(
         self,
         request: _credits_pb2.CheckLedgerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_credits_pb2.CheckLedgerResponse, _abc.Awaitable[_credits_pb2.CheckLedgerResponse]]:
-        """Proves the ledger: every wallet balance equals the sum of its entries,
-        every transfer's entries sum to zero, and all balances sum to zero.
-        """
+    ) -> _typing.Union[_credits_pb2.CheckLedgerResponse, _abc.Awaitable[_credits_pb2.CheckLedgerResponse]]: ...
 
 def add_CreditsServiceServicer_to_server(servicer: CreditsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

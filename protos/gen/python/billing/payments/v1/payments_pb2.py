@@ -22,59 +22,88 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from billing.common.v1 import admin_pb2 as billing_dot_common_dot_v1_dot_admin__pb2
 from billing.common.v1 import money_pb2 as billing_dot_common_dot_v1_dot_money__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"billing/payments/v1/payments.proto\x12\x13\x62illing.payments.v1\x1a\x1d\x62illing/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\rCreditPackage\x12\x12\n\npackage_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x03\x12(\n\x06prices\x18\x04 \x03(\x0b\x32\x18.billing.common.v1.Money\"\x83\x01\n\x13PaymentStatusChange\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x0e\n\x06source\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xeb\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npackage_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x03\x12(\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x31\n\x0f\x61mount_refunded\x18\x06 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12.\n\x04\x66low\x18\x08 \x01(\x0e\x32 .billing.payments.v1.PaymentFlow\x12\"\n\x1astripe_checkout_session_id\x18\t \x01(\t\x12 \n\x18stripe_payment_intent_id\x18\n \x01(\t\x12\x18\n\x10stripe_charge_id\x18\x0b \x01(\t\x12\x13\n\x0breceipt_url\x18\x0c \x01(\t\x12\x17\n\x0f\x63redits_granted\x18\r \x01(\x08\x12\x18\n\x10\x63redits_reversed\x18\x0e \x01(\x03\x12\x18\n\x10\x63redit_shortfall\x18\x0f \x01(\x03\x12\x39\n\x07history\x18\x10 \x03(\x0b\x32(.billing.payments.v1.PaymentStatusChange\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListCreditPackagesRequest\"R\n\x1aListCreditPackagesResponse\x12\x34\n\x08packages\x18\x01 \x03(\x0b\x32\".billing.payments.v1.CreditPackage\"~\n\x1c\x43reateCheckoutSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x13\n\x0bsuccess_url\x18\x04 \x01(\t\x12\x12\n\ncancel_url\x18\x05 \x01(\t\"]\n\x1d\x43reateCheckoutSessionResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x1b\n\x13\x63heckout_session_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"S\n\x1a\x43reatePaymentIntentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"c\n\x1b\x43reatePaymentIntentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11payment_intent_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"C\n\x12GetPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\"\x81\x01\n\x13ListPaymentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListPaymentsResponse\x12.\n\x08payments\x18\x01 \x03(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\rRefundRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61mount_minor\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x0f\n\r_amount_minor\"\x83\x01\n\x0eRefundResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x18\n\x10stripe_refund_id\x18\x02 \x01(\t\x12(\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x18.billing.common.v1.Money\"(\n\x15\x45nsureCustomerRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"4\n\x16\x45nsureCustomerResponse\x12\x1a\n\x12stripe_customer_id\x18\x01 \x01(\t\"Q\n\x18HandleStripeEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\",\n\x19HandleStripeEventResponse\x12\x0f\n\x07handled\x18\x01 \x01(\x08*\xa0\x02\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x05\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x06\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x07\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x08*g\n\x0bPaymentFlow\x12\x1c\n\x18PAYMENT_FLOW_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYMENT_FLOW_CHECKOUT\x10\x01\x12\x1f\n\x1bPAYMENT_FLOW_PAYMENT_INTENT\x10\x02\x32\xf8\x06\n\x0fPaymentsService\x12u\n\x12ListCreditPackages\x12..billing.payments.v1.ListCreditPackagesRequest\x1a/.billing.payments.v1.ListCreditPackagesResponse\x12~\n\x15\x43reateCheckoutSession\x12\x31.billing.payments.v1.CreateCheckoutSessionRequest\x1a\x32.billing.payments.v1.CreateCheckoutSessionResponse\x12x\n\x13\x43reatePaymentIntent\x12/.billing.payments.v1.CreatePaymentIntentRequest\x1a\x30.billing.payments.v1.CreatePaymentIntentResponse\x12]\n\nGetPayment\x12&.billing.payments.v1.GetPaymentRequest\x1a\'.billing.payments.v1.GetPaymentResponse\x12\x63\n\x0cListPayments\x12(.billing.payments.v1.ListPaymentsRequest\x1a).billing.payments.v1.ListPaymentsResponse\x12Q\n\x06Refund\x12\".billing.payments.v1.RefundRequest\x1a#.billing.payments.v1.RefundResponse\x12i\n\x0e\x45nsureCustomer\x12*.billing.payments.v1.EnsureCustomerRequest\x1a+.billing.payments.v1.EnsureCustomerResponse\x12r\n\x11HandleStripeEvent\x12-.billing.payments.v1.HandleStripeEventRequest\x1a..billing.payments.v1.HandleStripeEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"billing/payments/v1/payments.proto\x12\x13\x62illing.payments.v1\x1a\x1d\x62illing/common/v1/admin.proto\x1a\x1d\x62illing/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\rCreditPackage\x12\x12\n\npackage_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x03\x12(\n\x06prices\x18\x04 \x03(\x0b\x32\x18.billing.common.v1.Money\"\x83\x01\n\x13PaymentStatusChange\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x0e\n\x06source\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xeb\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npackage_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x03\x12(\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x31\n\x0f\x61mount_refunded\x18\x06 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12.\n\x04\x66low\x18\x08 \x01(\x0e\x32 .billing.payments.v1.PaymentFlow\x12\"\n\x1astripe_checkout_session_id\x18\t \x01(\t\x12 \n\x18stripe_payment_intent_id\x18\n \x01(\t\x12\x18\n\x10stripe_charge_id\x18\x0b \x01(\t\x12\x13\n\x0breceipt_url\x18\x0c \x01(\t\x12\x17\n\x0f\x63redits_granted\x18\r \x01(\x08\x12\x18\n\x10\x63redits_reversed\x18\x0e \x01(\x03\x12\x18\n\x10\x63redit_shortfall\x18\x0f \x01(\x03\x12\x39\n\x07history\x18\x10 \x03(\x0b\x32(.billing.payments.v1.PaymentStatusChange\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19ListCreditPackagesRequest\"R\n\x1aListCreditPackagesResponse\x12\x34\n\x08packages\x18\x01 \x03(\x0b\x32\".billing.payments.v1.CreditPackage\"~\n\x1c\x43reateCheckoutSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x13\n\x0bsuccess_url\x18\x04 \x01(\t\x12\x12\n\ncancel_url\x18\x05 \x01(\t\"]\n\x1d\x43reateCheckoutSessionResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x1b\n\x13\x63heckout_session_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"S\n\x1a\x43reatePaymentIntentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\npackage_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"c\n\x1b\x43reatePaymentIntentResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11payment_intent_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"C\n\x12GetPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\"\x81\x01\n\x13ListPaymentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".billing.payments.v1.PaymentStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"_\n\x14ListPaymentsResponse\x12.\n\x08payments\x18\x01 \x03(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\rRefundRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61mount_minor\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x0f\n\r_amount_minor\"\x83\x01\n\x0eRefundResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.billing.payments.v1.Payment\x12\x18\n\x10stripe_refund_id\x18\x02 \x01(\t\x12(\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x18.billing.common.v1.Money\"(\n\x15\x45nsureCustomerRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"4\n\x16\x45nsureCustomerResponse\x12\x1a\n\x12stripe_customer_id\x18\x01 \x01(\t\"Q\n\x18HandleStripeEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\",\n\x19HandleStripeEventResponse\x12\x0f\n\x07handled\x18\x01 \x01(\x08\"p\n\x18GetRevenueSummaryRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x01\n\x0f\x43urrencyRevenue\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0bgross_minor\x18\x02 \x01(\x03\x12\x15\n\rrefunds_minor\x18\x03 \x01(\x03\x12\x11\n\tnet_minor\x18\x04 \x01(\x03\x12\x10\n\x08payments\x18\x05 \x01(\x03\x12\x14\n\x0crefund_count\x18\x06 \x01(\x03\"Z\n\x0c\x44\x61ilyRevenue\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x13\n\x0bgross_minor\x18\x03 \x01(\x03\x12\x15\n\rrefunds_minor\x18\x04 \x01(\x03\"\x83\x01\n\x19GetRevenueSummaryResponse\x12\x34\n\x06totals\x18\x01 \x03(\x0b\x32$.billing.payments.v1.CurrencyRevenue\x12\x30\n\x05\x64\x61ily\x18\x02 \x03(\x0b\x32!.billing.payments.v1.DailyRevenue\"\x81\x02\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.billing.payments.v1.TransactionKind\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\npayment_id\x18\x04 \x01(\t\x12(\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x18.billing.common.v1.Money\x12\x0e\n\x06status\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12\x13\n\x0breceipt_url\x18\t \x01(\t\"\xdb\x01\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.billing.payments.v1.TransactionKind\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"k\n\x18ListTransactionsResponse\x12\x36\n\x0ctransactions\x18\x01 \x03(\x0b\x32 .billing.payments.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x17ListStripeEventsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"i\n\x18ListStripeEventsResponse\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.billing.common.v1.StripeEventRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19RedriveStripeEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"Q\n\x1aRedriveStripeEventResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.billing.common.v1.StripeEventRecord\"\xb5\x01\n\x17ListAuditRecordsRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"d\n\x18ListAuditRecordsResponse\x12/\n\x07records\x18\x01 \x03(\x0b\x32\x1e.billing.common.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa0\x02\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x05\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x06\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x07\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x08*g\n\x0bPaymentFlow\x12\x1c\n\x18PAYMENT_FLOW_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYMENT_FLOW_CHECKOUT\x10\x01\x12\x1f\n\x1bPAYMENT_FLOW_PAYMENT_INTENT\x10\x02*n\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSACTION_KIND_PAYMENT\x10\x01\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x02\x32\xb6\x0b\n\x0fPaymentsService\x12u\n\x12ListCreditPackages\x12..billing.payments.v1.ListCreditPackagesRequest\x1a/.billing.payments.v1.ListCreditPackagesResponse\x12~\n\x15\x43reateCheckoutSession\x12\x31.billing.payments.v1.CreateCheckoutSessionRequest\x1a\x32.billing.payments.v1.CreateCheckoutSessionResponse\x12x\n\x13\x43reatePaymentIntent\x12/.billing.payments.v1.CreatePaymentIntentRequest\x1a\x30.billing.payments.v1.CreatePaymentIntentResponse\x12]\n\nGetPayment\x12&.billing.payments.v1.GetPaymentRequest\x1a\'.billing.payments.v1.GetPaymentResponse\x12\x63\n\x0cListPayments\x12(.billing.payments.v1.ListPaymentsRequest\x1a).billing.payments.v1.ListPaymentsResponse\x12Q\n\x06Refund\x12\".billing.payments.v1.RefundRequest\x1a#.billing.payments.v1.RefundResponse\x12i\n\x0e\x45nsureCustomer\x12*.billing.payments.v1.EnsureCustomerRequest\x1a+.billing.payments.v1.EnsureCustomerResponse\x12r\n\x11GetRevenueSummary\x12-.billing.payments.v1.GetRevenueSummaryRequest\x1a..billing.payments.v1.GetRevenueSummaryResponse\x12o\n\x10ListTransactions\x12,.billing.payments.v1.ListTransactionsRequest\x1a-.billing.payments.v1.ListTransactionsResponse\x12o\n\x10ListStripeEvents\x12,.billing.payments.v1.ListStripeEventsRequest\x1a-.billing.payments.v1.ListStripeEventsResponse\x12u\n\x12RedriveStripeEvent\x12..billing.payments.v1.RedriveStripeEventRequest\x1a/.billing.payments.v1.RedriveStripeEventResponse\x12o\n\x10ListAuditRecords\x12,.billing.payments.v1.ListAuditRecordsRequest\x1a-.billing.payments.v1.ListAuditRecordsResponse\x12r\n\x11HandleStripeEvent\x12-.billing.payments.v1.HandleStripeEventRequest\x1a..billing.payments.v1.HandleStripeEventResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'billing.payments.v1.payments_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=2307
-  _globals['_PAYMENTSTATUS']._serialized_end=2595
-  _globals['_PAYMENTFLOW']._serialized_start=2597
-  _globals['_PAYMENTFLOW']._serialized_end=2700
-  _globals['_CREDITPACKAGE']._serialized_start=123
-  _globals['_CREDITPACKAGE']._serialized_end=231
-  _globals['_PAYMENTSTATUSCHANGE']._serialized_start=234
-  _globals['_PAYMENTSTATUSCHANGE']._serialized_end=365
-  _globals['_PAYMENT']._serialized_start=368
-  _globals['_PAYMENT']._serialized_end=987
-  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_start=989
-  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_end=1016
-  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_start=1018
-  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_end=1100
-  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_start=1102
-  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_end=1228
-  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_start=1230
-  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_end=1323
-  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_start=1325
-  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_end=1408
-  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_start=1410
-  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_end=1509
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1511
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1550
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1552
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1619
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1622
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1751
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1753
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1848
-  _globals['_REFUNDREQUEST']._serialized_start=1850
-  _globals['_REFUNDREQUEST']._serialized_end=1945
-  _globals['_REFUNDRESPONSE']._serialized_start=1948
-  _globals['_REFUNDRESPONSE']._serialized_end=2079
-  _globals['_ENSURECUSTOMERREQUEST']._serialized_start=2081
-  _globals['_ENSURECUSTOMERREQUEST']._serialized_end=2121
-  _globals['_ENSURECUSTOMERRESPONSE']._serialized_start=2123
-  _globals['_ENSURECUSTOMERRESPONSE']._serialized_end=2175
-  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_start=2177
-  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_end=2258
-  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_start=2260
-  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_end=2304
-  _globals['_PAYMENTSSERVICE']._serialized_start=2703
-  _globals['_PAYMENTSSERVICE']._serialized_end=3591
+  _globals['_PAYMENTSTATUS']._serialized_start=4029
+  _globals['_PAYMENTSTATUS']._serialized_end=4317
+  _globals['_PAYMENTFLOW']._serialized_start=4319
+  _globals['_PAYMENTFLOW']._serialized_end=4422
+  _globals['_TRANSACTIONKIND']._serialized_start=4424
+  _globals['_TRANSACTIONKIND']._serialized_end=4534
+  _globals['_CREDITPACKAGE']._serialized_start=154
+  _globals['_CREDITPACKAGE']._serialized_end=262
+  _globals['_PAYMENTSTATUSCHANGE']._serialized_start=265
+  _globals['_PAYMENTSTATUSCHANGE']._serialized_end=396
+  _globals['_PAYMENT']._serialized_start=399
+  _globals['_PAYMENT']._serialized_end=1018
+  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_start=1020
+  _globals['_LISTCREDITPACKAGESREQUEST']._serialized_end=1047
+  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_start=1049
+  _globals['_LISTCREDITPACKAGESRESPONSE']._serialized_end=1131
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_start=1133
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_end=1259
+  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_start=1261
+  _globals['_CREATECHECKOUTSESSIONRESPONSE']._serialized_end=1354
+  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_start=1356
+  _globals['_CREATEPAYMENTINTENTREQUEST']._serialized_end=1439
+  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_start=1441
+  _globals['_CREATEPAYMENTINTENTRESPONSE']._serialized_end=1540
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1542
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1581
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1583
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1650
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1653
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1782
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1784
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1879
+  _globals['_REFUNDREQUEST']._serialized_start=1881
+  _globals['_REFUNDREQUEST']._serialized_end=1976
+  _globals['_REFUNDRESPONSE']._serialized_start=1979
+  _globals['_REFUNDRESPONSE']._serialized_end=2110
+  _globals['_ENSURECUSTOMERREQUEST']._serialized_start=2112
+  _globals['_ENSURECUSTOMERREQUEST']._serialized_end=2152
+  _globals['_ENSURECUSTOMERRESPONSE']._serialized_start=2154
+  _globals['_ENSURECUSTOMERRESPONSE']._serialized_end=2206
+  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_start=2208
+  _globals['_HANDLESTRIPEEVENTREQUEST']._serialized_end=2289
+  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_start=2291
+  _globals['_HANDLESTRIPEEVENTRESPONSE']._serialized_end=2335
+  _globals['_GETREVENUESUMMARYREQUEST']._serialized_start=2337
+  _globals['_GETREVENUESUMMARYREQUEST']._serialized_end=2449
+  _globals['_CURRENCYREVENUE']._serialized_start=2452
+  _globals['_CURRENCYREVENUE']._serialized_end=2590
+  _globals['_DAILYREVENUE']._serialized_start=2592
+  _globals['_DAILYREVENUE']._serialized_end=2682
+  _globals['_GETREVENUESUMMARYRESPONSE']._serialized_start=2685
+  _globals['_GETREVENUESUMMARYRESPONSE']._serialized_end=2816
+  _globals['_TRANSACTION']._serialized_start=2819
+  _globals['_TRANSACTION']._serialized_end=3076
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=3079
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=3298
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=3300
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=3407
+  _globals['_LISTSTRIPEEVENTSREQUEST']._serialized_start=3409
+  _globals['_LISTSTRIPEEVENTSREQUEST']._serialized_end=3503
+  _globals['_LISTSTRIPEEVENTSRESPONSE']._serialized_start=3505
+  _globals['_LISTSTRIPEEVENTSRESPONSE']._serialized_end=3610
+  _globals['_REDRIVESTRIPEEVENTREQUEST']._serialized_start=3612
+  _globals['_REDRIVESTRIPEEVENTREQUEST']._serialized_end=3657
+  _globals['_REDRIVESTRIPEEVENTRESPONSE']._serialized_start=3659
+  _globals['_REDRIVESTRIPEEVENTRESPONSE']._serialized_end=3740
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=3743
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=3924
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=3926
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=4026
+  _globals['_PAYMENTSSERVICE']._serialized_start=4537
+  _globals['_PAYMENTSSERVICE']._serialized_end=5999
 # @@protoc_insertion_point(module_scope)

@@ -77,6 +77,31 @@ class PaymentsServiceStub:
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.SerializeToString,
                 response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.FromString,
                 _registered_method=True)
+        self.GetRevenueSummary = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/GetRevenueSummary',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryResponse.FromString,
+                _registered_method=True)
+        self.ListTransactions = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/ListTransactions',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsResponse.FromString,
+                _registered_method=True)
+        self.ListStripeEvents = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/ListStripeEvents',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsResponse.FromString,
+                _registered_method=True)
+        self.RedriveStripeEvent = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/RedriveStripeEvent',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventResponse.FromString,
+                _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/ListAuditRecords',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
         self.HandleStripeEvent = channel.unary_unary(
                 '/billing.payments.v1.PaymentsService/HandleStripeEvent',
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventRequest.SerializeToString,
@@ -151,6 +176,44 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRevenueSummary(self, request, context):
+        """Gross revenue, refunds and net per currency in a time range, and per day
+        (UTC) (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransactions(self, request, context):
+        """Payments and refunds together, newest first, with filters (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStripeEvents(self, request, context):
+        """The Stripe events received, with what became of each (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveStripeEvent(self, request, context):
+        """Applies a recorded event again from its stored payload (admins): for one
+        that was rejected or ignored and can now be applied. Idempotency-keyed;
+        audited. Applying an event twice never doubles its effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditRecords(self, request, context):
+        """The admin actions this service performed, newest first (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandleStripeEvent(self, request, context):
         """Applies a verified Stripe event; `idempotency-key` must be the event id.
         """
@@ -195,6 +258,31 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.EnsureCustomer,
                     request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.FromString,
                     response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.SerializeToString,
+            ),
+            'GetRevenueSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevenueSummary,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryResponse.SerializeToString,
+            ),
+            'ListTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransactions,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsResponse.SerializeToString,
+            ),
+            'ListStripeEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStripeEvents,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsResponse.SerializeToString,
+            ),
+            'RedriveStripeEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveStripeEvent,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventResponse.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
             'HandleStripeEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleStripeEvent,
@@ -399,6 +487,141 @@ class PaymentsService:
             '/billing.payments.v1.PaymentsService/EnsureCustomer',
             billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerRequest.SerializeToString,
             billing_dot_payments_dot_v1_dot_payments__pb2.EnsureCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevenueSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/GetRevenueSummary',
+            billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.GetRevenueSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/ListTransactions',
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStripeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/ListStripeEvents',
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListStripeEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveStripeEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/RedriveStripeEvent',
+            billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.RedriveStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/ListAuditRecords',
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,21 @@ class PaymentsServiceStub:
     the Subscriptions service bills the same customer). Not idempotency-keyed:
     it is safe to call again.
     """
+    GetRevenueSummary: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetRevenueSummaryRequest, _payments_pb2.GetRevenueSummaryResponse]
+    """Gross revenue, refunds and net per currency in a time range, and per day
+    (UTC) (admins and services).
+    """
+    ListTransactions: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListTransactionsRequest, _payments_pb2.ListTransactionsResponse]
+    """Payments and refunds together, newest first, with filters (admins and services)."""
+    ListStripeEvents: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListStripeEventsRequest, _payments_pb2.ListStripeEventsResponse]
+    """The Stripe events received, with what became of each (admins and services)."""
+    RedriveStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RedriveStripeEventRequest, _payments_pb2.RedriveStripeEventResponse]
+    """Applies a recorded event again from its stored payload (admins): for one
+    that was rejected or ignored and can now be applied. Idempotency-keyed;
+    audited. Applying an event twice never doubles its effect.
+    """
+    ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListAuditRecordsRequest, _payments_pb2.ListAuditRecordsResponse]
+    """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
@@ -107,6 +122,21 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     the Subscriptions service bills the same customer). Not idempotency-keyed:
     it is safe to call again.
     """
+    GetRevenueSummary: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetRevenueSummaryRequest, _payments_pb2.GetRevenueSummaryResponse]  # type: ignore[assignment]
+    """Gross revenue, refunds and net per currency in a time range, and per day
+    (UTC) (admins and services).
+    """
+    ListTransactions: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListTransactionsRequest, _payments_pb2.ListTransactionsResponse]  # type: ignore[assignment]
+    """Payments and refunds together, newest first, with filters (admins and services)."""
+    ListStripeEvents: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListStripeEventsRequest, _payments_pb2.ListStripeEventsResponse]  # type: ignore[assignment]
+    """The Stripe events received, with what became of each (admins and services)."""
+    RedriveStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.RedriveStripeEventRequest, _payments_pb2.RedriveStripeEventResponse]  # type: ignore[assignment]
+    """Applies a recorded event again from its stored payload (admins): for one
+    that was rejected or ignored and can now be applied. Idempotency-keyed;
+    audited. Applying an event twice never doubles its effect.
+    """
+    ListAuditRecords: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListAuditRecordsRequest, _payments_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
+    """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
 
@@ -187,6 +217,51 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         the Subscriptions service bills the same customer). Not idempotency-keyed:
         it is safe to call again.
         """
+
+    @_abc_1.abstractmethod
+    def GetRevenueSummary(
+        self,
+        request: _payments_pb2.GetRevenueSummaryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetRevenueSummaryResponse, _abc.Awaitable[_payments_pb2.GetRevenueSummaryResponse]]:
+        """Gross revenue, refunds and net per currency in a time range, and per day
+        (UTC) (admins and services).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTransactions(
+        self,
+        request: _payments_pb2.ListTransactionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ListTransactionsResponse, _abc.Awaitable[_payments_pb2.ListTransactionsResponse]]:
+        """Payments and refunds together, newest first, with filters (admins and services)."""
+
+    @_abc_1.abstractmethod
+    def ListStripeEvents(
+        self,
+        request: _payments_pb2.ListStripeEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ListStripeEventsResponse, _abc.Awaitable[_payments_pb2.ListStripeEventsResponse]]:
+        """The Stripe events received, with what became of each (admins and services)."""
+
+    @_abc_1.abstractmethod
+    def RedriveStripeEvent(
+        self,
+        request: _payments_pb2.RedriveStripeEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.RedriveStripeEventResponse, _abc.Awaitable[_payments_pb2.RedriveStripeEventResponse]]:
+        """Applies a recorded event again from its stored payload (admins): for one
+        that was rejected or ignored and can now be applied. Idempotency-keyed;
+        audited. Applying an event twice never doubles its effect.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditRecords(
+        self,
+        request: _payments_pb2.ListAuditRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ListAuditRecordsResponse, _abc.Awaitable[_payments_pb2.ListAuditRecordsResponse]]:
+        """The admin actions this service performed, newest first (admins and services)."""
 
     @_abc_1.abstractmethod
     def HandleStripeEvent(

@@ -101,6 +101,26 @@ class SubscriptionsServiceStub:
                 request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionRequest.SerializeToString,
                 response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionResponse.FromString,
                 _registered_method=True)
+        self.GetSubscriptionMetrics = channel.unary_unary(
+                '/billing.subscriptions.v1.SubscriptionsService/GetSubscriptionMetrics',
+                request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsRequest.SerializeToString,
+                response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsResponse.FromString,
+                _registered_method=True)
+        self.ListStripeEvents = channel.unary_unary(
+                '/billing.subscriptions.v1.SubscriptionsService/ListStripeEvents',
+                request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsRequest.SerializeToString,
+                response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsResponse.FromString,
+                _registered_method=True)
+        self.RedriveStripeEvent = channel.unary_unary(
+                '/billing.subscriptions.v1.SubscriptionsService/RedriveStripeEvent',
+                request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventRequest.SerializeToString,
+                response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventResponse.FromString,
+                _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/billing.subscriptions.v1.SubscriptionsService/ListAuditRecords',
+                request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
         self.HandleStripeEvent = channel.unary_unary(
                 '/billing.subscriptions.v1.SubscriptionsService/HandleStripeEvent',
                 request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventRequest.SerializeToString,
@@ -203,6 +223,37 @@ class SubscriptionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSubscriptionMetrics(self, request, context):
+        """MRR and ARR per currency now, subscriptions by status now, and new and
+        churned subscriptions in a time range (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStripeEvents(self, request, context):
+        """The Stripe events received, with what became of each (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveStripeEvent(self, request, context):
+        """Applies a recorded event again from its stored payload (admins): for one
+        that was rejected or ignored and can now be applied. Idempotency-keyed;
+        audited. Applying an event twice never doubles its effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditRecords(self, request, context):
+        """The admin actions this service performed, newest first (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandleStripeEvent(self, request, context):
         """Records a verified Stripe event this service owns; idempotency-key is the
         event id.
@@ -268,6 +319,26 @@ def add_SubscriptionsServiceServicer_to_server(servicer, server):
                     servicer.CreatePortalSession,
                     request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionRequest.FromString,
                     response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionResponse.SerializeToString,
+            ),
+            'GetSubscriptionMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubscriptionMetrics,
+                    request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsRequest.FromString,
+                    response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsResponse.SerializeToString,
+            ),
+            'ListStripeEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStripeEvents,
+                    request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsRequest.FromString,
+                    response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsResponse.SerializeToString,
+            ),
+            'RedriveStripeEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveStripeEvent,
+                    request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventRequest.FromString,
+                    response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventResponse.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
             'HandleStripeEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleStripeEvent,
@@ -584,6 +655,114 @@ class SubscriptionsService:
             '/billing.subscriptions.v1.SubscriptionsService/CreatePortalSession',
             billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionRequest.SerializeToString,
             billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CreatePortalSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubscriptionMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.subscriptions.v1.SubscriptionsService/GetSubscriptionMetrics',
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsRequest.SerializeToString,
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.GetSubscriptionMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStripeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.subscriptions.v1.SubscriptionsService/ListStripeEvents',
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsRequest.SerializeToString,
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListStripeEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveStripeEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.subscriptions.v1.SubscriptionsService/RedriveStripeEvent',
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventRequest.SerializeToString,
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.RedriveStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.subscriptions.v1.SubscriptionsService/ListAuditRecords',
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsRequest.SerializeToString,
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

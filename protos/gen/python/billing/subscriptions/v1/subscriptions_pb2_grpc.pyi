@@ -72,6 +72,19 @@ class SubscriptionsServiceStub:
     """Resumes collection of a paused subscription."""
     CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CreatePortalSessionRequest, _subscriptions_pb2.CreatePortalSessionResponse]
     """A Stripe Customer Portal session for the user."""
+    GetSubscriptionMetrics: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.GetSubscriptionMetricsRequest, _subscriptions_pb2.GetSubscriptionMetricsResponse]
+    """MRR and ARR per currency now, subscriptions by status now, and new and
+    churned subscriptions in a time range (admins and services).
+    """
+    ListStripeEvents: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ListStripeEventsRequest, _subscriptions_pb2.ListStripeEventsResponse]
+    """The Stripe events received, with what became of each (admins and services)."""
+    RedriveStripeEvent: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.RedriveStripeEventRequest, _subscriptions_pb2.RedriveStripeEventResponse]
+    """Applies a recorded event again from its stored payload (admins): for one
+    that was rejected or ignored and can now be applied. Idempotency-keyed;
+    audited. Applying an event twice never doubles its effect.
+    """
+    ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.ListAuditRecordsRequest, _subscriptions_pb2.ListAuditRecordsResponse]
+    """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.HandleStripeEventRequest, _subscriptions_pb2.HandleStripeEventResponse]
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
@@ -121,6 +134,19 @@ class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
     """Resumes collection of a paused subscription."""
     CreatePortalSession: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CreatePortalSessionRequest, _subscriptions_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
     """A Stripe Customer Portal session for the user."""
+    GetSubscriptionMetrics: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.GetSubscriptionMetricsRequest, _subscriptions_pb2.GetSubscriptionMetricsResponse]  # type: ignore[assignment]
+    """MRR and ARR per currency now, subscriptions by status now, and new and
+    churned subscriptions in a time range (admins and services).
+    """
+    ListStripeEvents: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ListStripeEventsRequest, _subscriptions_pb2.ListStripeEventsResponse]  # type: ignore[assignment]
+    """The Stripe events received, with what became of each (admins and services)."""
+    RedriveStripeEvent: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.RedriveStripeEventRequest, _subscriptions_pb2.RedriveStripeEventResponse]  # type: ignore[assignment]
+    """Applies a recorded event again from its stored payload (admins): for one
+    that was rejected or ignored and can now be applied. Idempotency-keyed;
+    audited. Applying an event twice never doubles its effect.
+    """
+    ListAuditRecords: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.ListAuditRecordsRequest, _subscriptions_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
+    """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.HandleStripeEventRequest, _subscriptions_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
@@ -233,6 +259,43 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_subscriptions_pb2.CreatePortalSessionResponse, _abc.Awaitable[_subscriptions_pb2.CreatePortalSessionResponse]]:
         """A Stripe Customer Portal session for the user."""
+
+    @_abc_1.abstractmethod
+    def GetSubscriptionMetrics(
+        self,
+        request: _subscriptions_pb2.GetSubscriptionMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_subscriptions_pb2.GetSubscriptionMetricsResponse, _abc.Awaitable[_subscriptions_pb2.GetSubscriptionMetricsResponse]]:
+        """MRR and ARR per currency now, subscriptions by status now, and new and
+        churned subscriptions in a time range (admins and services).
+        """
+
+    @_abc_1.abstractmethod
+    def ListStripeEvents(
+        self,
+        request: _subscriptions_pb2.ListStripeEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_subscriptions_pb2.ListStripeEventsResponse, _abc.Awaitable[_subscriptions_pb2.ListStripeEventsResponse]]:
+        """The Stripe events received, with what became of each (admins and services)."""
+
+    @_abc_1.abstractmethod
+    def RedriveStripeEvent(
+        self,
+        request: _subscriptions_pb2.RedriveStripeEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_subscriptions_pb2.RedriveStripeEventResponse, _abc.Awaitable[_subscriptions_pb2.RedriveStripeEventResponse]]:
+        """Applies a recorded event again from its stored payload (admins): for one
+        that was rejected or ignored and can now be applied. Idempotency-keyed;
+        audited. Applying an event twice never doubles its effect.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditRecords(
+        self,
+        request: _subscriptions_pb2.ListAuditRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_subscriptions_pb2.ListAuditRecordsResponse, _abc.Awaitable[_subscriptions_pb2.ListAuditRecordsResponse]]:
+        """The admin actions this service performed, newest first (admins and services)."""
 
     @_abc_1.abstractmethod
     def HandleStripeEvent(
