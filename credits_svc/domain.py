@@ -331,12 +331,7 @@ def plan_reversal(
 def check_time_range(since: datetime | None, until: datetime | None, *, required: bool) -> None:
     """[since, until): both given when `required`, and since before until when both are."""
     v = Violations()
-    if required and since is None:
-        v.add("since", "required: the start of the range (inclusive)")
-    if required and until is None:
-        v.add("until", "required: the end of the range (exclusive)")
-    if since is not None and until is not None and since >= until:
-        v.add("until", "must be later than since")
+    v.check_range(since, until, required=required)
     v.raise_if_any()
 
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from billing.common.v1 import admin_pb2
 from billing.credits.v1 import credits_pb2 as pb
 from billing.credits.v1 import credits_pb2_grpc
 from credits_svc import domain
 from credits_svc.service import CreditsService
-from svckit.audit import AuditFilter, AuditRecord
+from svckit.admin_pb import audit_to_pb
+from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.pagination import decode_int_position, decode_page_token, encode_page_token
 from svckit.server import current_call, in_thread
@@ -75,19 +75,6 @@ def decode_time_position(token: str) -> tuple[datetime, str] | None:
     except ValueError:
         pass
     raise InvalidArgument.from_violations([FieldViolation("page_token", "not a page token this service issued")])
-
-
-def audit_record_to_pb(record: AuditRecord) -> admin_pb2.AuditRecord:
-    return admin_pb2.AuditRecord(
-        id=record.id,
-        actor=record.actor,
-        action=record.action,
-        target=record.target,
-        request_id=record.request_id,
-        detail=record.detail,
-        time=_timestamp(record.created_at),
-        service=AUDIT_SERVICE,
-    )
 
 
 def transfer_to_pb(t: domain.Transfer) -> pb.Transfer:
@@ -255,7 +242,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             self.service.list_audit_records, current_call().actor, where, request.page_size, before
         )
         return pb.ListAuditRecordsResponse(
-            records=[audit_record_to_pb(r) for r in records], next_page_token=encode_time_position(next_before)
+            records=[audit_to_pb(r, AUDIT_SERVICE) for r in records], next_page_token=encode_time_position(next_before)
         )
 
     async def CheckLedger(self, request: pb.CheckLedgerRequest, context: Any) -> pb.CheckLedgerResponse:

@@ -363,12 +363,7 @@ class RefundPayment:
 def check_range(since: datetime | None, until: datetime | None, *, required: bool) -> None:
     """A time range [since, until): INVALID_ARGUMENT naming the field that is missing or out of order."""
     v = Violations()
-    if required and since is None:
-        v.add("since", "required")
-    if required and until is None:
-        v.add("until", "required")
-    if since is not None and until is not None and since >= until:
-        v.add("until", "must be after since")
+    v.check_range(since, until, required=required)
     v.raise_if_any()
 
 

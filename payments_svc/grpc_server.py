@@ -7,12 +7,13 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from billing.common.v1 import admin_pb2, money_pb2
+from billing.common.v1 import money_pb2
 from billing.payments.v1 import payments_pb2 as pb
 from billing.payments.v1 import payments_pb2_grpc
 from payments_svc import domain
 from payments_svc.service import CheckoutCreated, IntentCreated, PaymentsService, RefundCreated
-from svckit.audit import AuditFilter, AuditRecord
+from svckit.admin_pb import audit_to_pb, event_to_pb
+from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.inbox import StoredEvent
 from svckit.pagination import decode_page_token, encode_page_token
@@ -76,30 +77,6 @@ def transaction_to_pb(t: domain.Transaction) -> pb.Transaction:
         create_time=_timestamp(t.created_at),
         actor=t.actor,
         receipt_url=t.receipt_url,
-    )
-
-
-def event_to_pb(e: StoredEvent) -> admin_pb2.StripeEventRecord:
-    return admin_pb2.StripeEventRecord(
-        event_id=e.event_id,
-        type=e.type,
-        status=e.status,
-        detail=e.detail,
-        receive_time=_timestamp(e.received_at),
-        redrives=e.redrives,
-    )
-
-
-def audit_to_pb(r: AuditRecord) -> admin_pb2.AuditRecord:
-    return admin_pb2.AuditRecord(
-        id=r.id,
-        actor=r.actor,
-        action=r.action,
-        target=r.target,
-        request_id=r.request_id,
-        detail=r.detail,
-        time=_timestamp(r.created_at),
-        service=AUDIT_SERVICE,
     )
 
 
@@ -345,7 +322,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             before=_page_position(request.page_token),
         )
         return pb.ListAuditRecordsResponse(
-            records=[audit_to_pb(r) for r in page.records], next_page_token=_position_token(page.next_before)
+            records=[audit_to_pb(r, AUDIT_SERVICE) for r in page.records],
+            next_page_token=_position_token(page.next_before),
         )
 
     async def HandleStripeEvent(

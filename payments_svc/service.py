@@ -31,7 +31,7 @@ from payments_svc.repository import PaymentsRepository
 from payments_svc.stripe_events import EventFacts, Origin, facts_from_event, origin_from_metadata
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
 from svckit.actors import ID_PATTERN, Actor
-from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
+from svckit.audit import AuditFilter, AuditLog, AuditPage, is_audited, list_audit
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import FieldViolation, InvalidArgument
@@ -43,10 +43,12 @@ from svckit.inbox import (
     REJECTED,
     EventNotFound,
     EventNotRedrivable,
+    EventsPage,
     Inbox,
     MalformedEvent,
     StoredEvent,
     check_event_call,
+    list_events,
     parse_event,
 )
 from svckit.outbox import Outbox
@@ -54,7 +56,6 @@ from svckit.pagination import clamp_page_size, take_page
 from svckit.stripe_client import derived_key
 
 log = logging.getLogger(__name__)
-INBOX_STATUSES = (PROCESSED, IGNORED, REJECTED)
 # How long a create call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
 
@@ -88,18 +89,6 @@ class PaymentsPage:
 class TransactionsPage:
     transactions: list[domain.Transaction]
     next_after: domain.TransactionPosition | None
-
-
-@dataclass(frozen=True)
-class EventsPage:
-    events: list[StoredEvent]
-    next_before: tuple[datetime, str] | None
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    records: list[AuditRecord]
-    next_before: tuple[datetime, str] | None
 
 
 def _same(response: bytes) -> bytes:
@@ -215,33 +204,14 @@ class PaymentsService:
     def list_stripe_events(
         self, actor: Actor, *, status: str, type_: str, page_size: int, before: tuple[datetime, str] | None
     ) -> EventsPage:
-        actor.require_privileged("list Stripe events")
-        if status and status not in INBOX_STATUSES:
-            raise InvalidArgument.from_violations([FieldViolation("status", f"one of: {', '.join(INBOX_STATUSES)}")])
-        if len(type_) > 128:
-            raise InvalidArgument.from_violations([FieldViolation("type", "at most 128 characters")])
-        limit = clamp_page_size(page_size)
-        rows = run_transaction(
-            self.engine,
-            lambda conn: self.inbox.list(conn, status=status, type_=type_, before=before, limit=limit + 1),
-            read_only=True,
+        return list_events(
+            self.engine, self.inbox, actor, status=status, type_=type_, page_size=page_size, before=before
         )
-        page, last = take_page(rows, limit)
-        return EventsPage(page, (last.received_at, last.event_id) if last else None)
 
     def list_audit_records(
         self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None
     ) -> AuditPage:
-        actor.require_privileged("read the audit log")
-        domain.check_range(where.since, where.until, required=False)
-        limit = clamp_page_size(page_size)
-        rows = run_transaction(
-            self.engine,
-            lambda conn: self.audit.list(conn, where, before=before, limit=limit + 1),
-            read_only=True,
-        )
-        page, last = take_page(rows, limit)
-        return AuditPage(page, (last.created_at, last.id) if last else None)
+        return list_audit(self.engine, self.audit, actor, where, page_size=page_size, before=before)
 
     # --- buying -----------------------------------------------------------------------
 

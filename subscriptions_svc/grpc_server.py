@@ -8,13 +8,14 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from billing.common.v1 import admin_pb2, money_pb2
+from billing.common.v1 import money_pb2
 from billing.subscriptions.v1 import subscriptions_pb2 as pb
 from billing.subscriptions.v1 import subscriptions_pb2_grpc
 from subscriptions_svc import domain
 from subscriptions_svc.event_handler import StripeEventHandler
 from subscriptions_svc.service import CheckoutStarted, SubscriptionCreated, SubscriptionsService
-from svckit.audit import AuditFilter, AuditRecord
+from svckit.admin_pb import audit_to_pb, event_to_pb
+from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import Outcome
 from svckit.inbox import StoredEvent
@@ -100,30 +101,6 @@ def _status_filter(value: int) -> domain.Status | None:
     if status is None:
         raise InvalidArgument.from_violations([FieldViolation("status", "not a subscription status")])
     return status
-
-
-def event_to_pb(event: StoredEvent) -> admin_pb2.StripeEventRecord:
-    return admin_pb2.StripeEventRecord(
-        event_id=event.event_id,
-        type=event.type,
-        status=event.status,
-        detail=event.detail,
-        receive_time=_timestamp(event.received_at),
-        redrives=event.redrives,
-    )
-
-
-def audit_to_pb(record: AuditRecord) -> admin_pb2.AuditRecord:
-    return admin_pb2.AuditRecord(
-        id=record.id,
-        actor=record.actor,
-        action=record.action,
-        target=record.target,
-        request_id=record.request_id,
-        detail=record.detail,
-        time=_timestamp(record.created_at),
-        service=SERVICE,
-    )
 
 
 def _page_position(token: str) -> tuple[datetime, str] | None:
@@ -368,7 +345,7 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
             before=_page_position(request.page_token),
         )
         return pb.ListAuditRecordsResponse(
-            records=[audit_to_pb(r) for r in page.records], next_page_token=_page_token(page.next_before)
+            records=[audit_to_pb(r, SERVICE) for r in page.records], next_page_token=_page_token(page.next_before)
         )
 
     async def HandleStripeEvent(

@@ -40,12 +40,12 @@ from subscriptions_svc.stripe_provider import (
     SubscriptionProvider,
 )
 from svckit.actors import Actor
-from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
+from svckit.audit import AuditFilter, AuditLog, AuditPage, is_audited, list_audit
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import BillingError, FieldViolation, InvalidArgument, Unavailable
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
-from svckit.inbox import IGNORED, PROCESSED, REJECTED, Inbox, StoredEvent
+from svckit.inbox import EventsPage, Inbox, list_events
 from svckit.pagination import clamp_page_size, take_page
 from svckit.stripe_client import derived_key
 
@@ -54,7 +54,6 @@ T = TypeVar("T")
 # How long a call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
 DEFAULT_INTERVAL = "month"
-INBOX_STATUSES = (PROCESSED, IGNORED, REJECTED)
 
 
 @dataclass(frozen=True)
@@ -79,18 +78,6 @@ class PlanOnSale:
 @dataclass(frozen=True)
 class SubscriptionsPage:
     subscriptions: list[domain.Subscription]
-    next_before: tuple[datetime, str] | None
-
-
-@dataclass(frozen=True)
-class EventsPage:
-    events: list[StoredEvent]
-    next_before: tuple[datetime, str] | None
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    records: list[AuditRecord]
     next_before: tuple[datetime, str] | None
 
 
@@ -207,30 +194,14 @@ class SubscriptionsService:
     def stripe_events(
         self, actor: Actor, *, status: str, type_: str, page_size: int, before: tuple[datetime, str] | None
     ) -> EventsPage:
-        actor.require_privileged("list Stripe events")
-        if status and status not in INBOX_STATUSES:
-            raise InvalidArgument.from_violations([FieldViolation("status", f"one of {', '.join(INBOX_STATUSES)}")])
-        limit = clamp_page_size(page_size)
-        rows = run_transaction(
-            self.engine,
-            lambda conn: self.inbox.list(conn, status=status, type_=type_, before=before, limit=limit + 1),
-            read_only=True,
+        return list_events(
+            self.engine, self.inbox, actor, status=status, type_=type_, page_size=page_size, before=before
         )
-        page, last = take_page(rows, limit)
-        return EventsPage(page, (last.received_at, last.event_id) if last else None)
 
     def audit_records(
         self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None
     ) -> AuditPage:
-        actor.require_privileged("read the audit log")
-        if where.since is not None and where.until is not None and where.since >= where.until:
-            raise InvalidArgument.from_violations([FieldViolation("until", "must be after since")])
-        limit = clamp_page_size(page_size)
-        rows = run_transaction(
-            self.engine, lambda conn: self.audit.list(conn, where, before=before, limit=limit + 1), read_only=True
-        )
-        page, last = take_page(rows, limit)
-        return AuditPage(page, (last.created_at, last.id) if last else None)
+        return list_audit(self.engine, self.audit, actor, where, page_size=page_size, before=before)
 
     def present(self, actor: Actor, subscription_id: str) -> domain.Subscription:
         """The subscription as Stripe has it now (our record may lag behind an event still on its way)."""

@@ -12,11 +12,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, Index, MetaData, String, Table, and_, insert, or_, select
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, String, Table, and_, insert, or_, select
 
 from svckit.actors import Actor
-from svckit.db import UtcDateTime
+from svckit.db import UtcDateTime, run_transaction
+from svckit.errors import Violations
 from svckit.logs import request_id_var
+from svckit.pagination import clamp_page_size, take_page
 
 MAX_DETAIL = 500
 
@@ -54,6 +56,32 @@ class AuditFilter:
     action: str = ""
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_before: tuple[datetime, str] | None
+
+
+def list_audit(
+    engine: Engine,
+    log: AuditLog,
+    actor: Actor,
+    where: AuditFilter,
+    *,
+    page_size: int,
+    before: tuple[datetime, str] | None,
+) -> AuditPage:
+    """`ListAuditRecords` of any service: a page of its audit log, newest first (admins and services)."""
+    actor.require_privileged("read the audit log")
+    v = Violations()
+    v.check_range(where.since, where.until, required=False)
+    v.raise_if_any()
+    limit = clamp_page_size(page_size)
+    rows = run_transaction(engine, lambda conn: log.list(conn, where, before=before, limit=limit + 1), read_only=True)
+    page, last = take_page(rows, limit)
+    return AuditPage(page, (last.created_at, last.id) if last else None)
 
 
 def is_audited(actor: Actor) -> bool:

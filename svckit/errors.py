@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 MAX_URL_LENGTH = 2048
@@ -148,6 +149,15 @@ class Violations:
         parts = urlsplit(url)
         if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.netloc:
             self.add(field, "required: an absolute http(s) URL")
+
+    def check_range(self, since: datetime | None, until: datetime | None, *, required: bool) -> None:
+        """A time range [since, until): both given when `required`, and since before until when both are."""
+        if required and since is None:
+            self.add("since", "required: the start of the range (inclusive)")
+        if required and until is None:
+            self.add("until", "required: the end of the range (exclusive)")
+        if since is not None and until is not None and since >= until:
+            self.add("until", "must be later than since")
 
     def raise_if_any(self) -> None:
         if self._found:

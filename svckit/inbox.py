@@ -19,16 +19,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, Text, and_, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    or_,
+    select,
+    update,
+)
 
 from svckit.actors import Actor
-from svckit.db import UtcDateTime, dialect_insert_for
-from svckit.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from svckit.db import UtcDateTime, dialect_insert_for, run_transaction
+from svckit.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, Violations
 from svckit.idempotency import IdempotentCall
+from svckit.pagination import clamp_page_size, take_page
 
 PROCESSED = "processed"
 IGNORED = "ignored"
 REJECTED = "rejected"
+STATUSES = (PROCESSED, IGNORED, REJECTED)
 # What an admin may apply again.
 REDRIVABLE = frozenset({REJECTED, IGNORED})
 
@@ -51,6 +67,40 @@ class EventNotRedrivable(FailedPrecondition):
 
 class MalformedEvent(ValueError):
     """The event lacks what its type promises; it is recorded as rejected and otherwise ignored."""
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[StoredEvent]
+    next_before: tuple[datetime, str] | None
+
+
+def list_events(
+    engine: Engine,
+    inbox: Inbox,
+    actor: Actor,
+    *,
+    status: str,
+    type_: str,
+    page_size: int,
+    before: tuple[datetime, str] | None,
+) -> EventsPage:
+    """`ListStripeEvents` of any service: a page of its inbox, newest first (admins and services)."""
+    actor.require_privileged("list Stripe events")
+    v = Violations()
+    if status and status not in STATUSES:
+        v.add("status", f"one of: {', '.join(STATUSES)}")
+    if len(type_) > 128:
+        v.add("type", "at most 128 characters")
+    v.raise_if_any()
+    limit = clamp_page_size(page_size)
+    rows = run_transaction(
+        engine,
+        lambda conn: inbox.list(conn, status=status, type_=type_, before=before, limit=limit + 1),
+        read_only=True,
+    )
+    page, last = take_page(rows, limit)
+    return EventsPage(page, (last.received_at, last.event_id) if last else None)
 
 
 def check_event_call(actor: Actor, call: IdempotentCall, event_id: str) -> None:

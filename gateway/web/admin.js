@@ -133,6 +133,9 @@ async function start() {
           ...s.recurring.flatMap((r) => [
             figure(`MRR (${r.currency.toUpperCase()})`, formatMoney(r.mrr_minor, r.currency)),
             figure(`ARR (${r.currency.toUpperCase()})`, formatMoney(r.arr_minor, r.currency))]),
+          ...(s.invoice_revenue || []).map((r) =>
+            figure(`Invoices paid (${r.currency.toUpperCase()})`, formatMoney(r.paid_minor, r.currency),
+              `invoices-${r.currency}`)),
           figure("New", formatCredits(s.new), "subscriptions-new"),
           figure("Churned", formatCredits(s.churned), "subscriptions-churned"),
           ...Object.entries(s.by_status).map(([status, n]) => figure(humanize(status), formatCredits(n))))));

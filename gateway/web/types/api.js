@@ -168,7 +168,9 @@
  * @property {{since: string, until: string}} range
  * @property {{totals: RevenueTotal[], daily: RevenueDay[]}|null} revenue
  * @property {{recurring: {currency: string, mrr_minor: number, arr_minor: number}[],
- *             by_status: Object<string, number>, new: number, churned: number}|null} subscriptions
+ *             by_status: Object<string, number>, new: number, churned: number,
+ *             invoice_revenue: {currency: string, paid_minor: number, invoices: number}[],
+ *             daily_invoice_revenue: {date: string, currency: string, paid_minor: number}[]}|null} subscriptions
  * @property {{granted: number, spent: number, reversed: number, expired: number, outstanding: number,
  *             granted_by_source: Object<string, number>}|null} credits
  * @property {string[]} missing the parts that could not be computed (a service was unavailable)
