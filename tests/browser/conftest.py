@@ -102,6 +102,9 @@ def session(browser: playwright_sync.Browser, stack: PurchaseStack) -> Iterator[
     try:
         yield opened
     finally:
+        # A test may end while the page still loads something: stop forwarding first, so that a
+        # request still in flight when the context closes is dropped rather than reported as an error.
+        context.unroute_all(behavior="ignoreErrors")
         context.close()
 
 
