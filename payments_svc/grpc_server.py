@@ -16,7 +16,7 @@ from svckit.admin_pb import audit_to_pb, event_to_pb
 from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.inbox import StoredEvent
-from svckit.pagination import decode_page_token, encode_page_token
+from svckit.pagination import decode_page_token, encode_page_token, position_from_token, position_token
 from svckit.server import apply_stripe_event, current_call, in_thread
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PaymentsService"].full_name
@@ -91,25 +91,6 @@ def _time(request: Any, name: str) -> datetime | None:
 def _serialize(message: Any) -> bytes:
     data: bytes = message.SerializeToString(deterministic=True)
     return data
-
-
-def _page_position(token: str) -> tuple[datetime, str] | None:
-    position = decode_page_token(token)
-    if not position:
-        return None
-    try:
-        return datetime.fromisoformat(str(position["t"])).astimezone(UTC), str(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument.from_violations(
-            [FieldViolation("page_token", "not a page token this service issued")]
-        ) from None
-
-
-def _position_token(position: tuple[datetime, str] | None) -> str:
-    if position is None:
-        return ""
-    at, ident = position
-    return encode_page_token({"t": at.isoformat(), "id": ident})
 
 
 def _transaction_position(token: str) -> domain.TransactionPosition | None:
@@ -208,10 +189,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             user_id=request.user_id,
             status=STATUS_FROM_PB.get(request.status),
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
         )
         return pb.ListPaymentsResponse(
-            payments=[payment_to_pb(p) for p in page.payments], next_page_token=_position_token(page.next_before)
+            payments=[payment_to_pb(p) for p in page.payments], next_page_token=position_token(page.next_before)
         )
 
     async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResponse:
@@ -290,10 +271,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             status=request.status,
             type_=request.type,
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
         )
         return pb.ListStripeEventsResponse(
-            events=[event_to_pb(e) for e in page.events], next_page_token=_position_token(page.next_before)
+            events=[event_to_pb(e) for e in page.events], next_page_token=position_token(page.next_before)
         )
 
     async def RedriveStripeEvent(
@@ -319,11 +300,11 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             current_call().actor,
             where,
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
         )
         return pb.ListAuditRecordsResponse(
             records=[audit_to_pb(r, AUDIT_SERVICE) for r in page.records],
-            next_page_token=_position_token(page.next_before),
+            next_page_token=position_token(page.next_before),
         )
 
     async def HandleStripeEvent(

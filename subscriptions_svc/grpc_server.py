@@ -19,7 +19,7 @@ from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import Outcome
 from svckit.inbox import StoredEvent
-from svckit.pagination import decode_page_token, encode_page_token
+from svckit.pagination import position_from_token, position_token
 from svckit.server import apply_stripe_event, current_call, in_thread
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SubscriptionsService"].full_name
@@ -87,13 +87,6 @@ def _optional_time(message: Any, field: str) -> datetime | None:
     return moment
 
 
-def _page_token(position: tuple[datetime, str] | None) -> str:
-    if position is None:
-        return ""
-    at, ident = position
-    return encode_page_token({"t": at.isoformat(), "id": ident})
-
-
 def _status_filter(value: int) -> domain.Status | None:
     if value == pb.SUBSCRIPTION_STATUS_UNSPECIFIED:
         return None
@@ -101,18 +94,6 @@ def _status_filter(value: int) -> domain.Status | None:
     if status is None:
         raise InvalidArgument.from_violations([FieldViolation("status", "not a subscription status")])
     return status
-
-
-def _page_position(token: str) -> tuple[datetime, str] | None:
-    position = decode_page_token(token)
-    if not position:
-        return None
-    try:
-        return datetime.fromisoformat(str(position["t"])).astimezone(UTC), str(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument.from_violations(
-            [FieldViolation("page_token", "not a page token this service issued")]
-        ) from None
 
 
 def _encode_subscription(sub: domain.Subscription) -> bytes:
@@ -221,12 +202,12 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
             current_call().actor,
             user_id=request.user_id,
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
             status=_status_filter(request.status),
         )
         return pb.ListSubscriptionsResponse(
             subscriptions=[subscription_to_pb(s) for s in page.subscriptions],
-            next_page_token=_page_token(page.next_before),
+            next_page_token=position_token(page.next_before),
         )
 
     async def UpdateSubscription(
@@ -310,10 +291,10 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
             status=request.status,
             type_=request.type,
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
         )
         return pb.ListStripeEventsResponse(
-            events=[event_to_pb(e) for e in page.events], next_page_token=_page_token(page.next_before)
+            events=[event_to_pb(e) for e in page.events], next_page_token=position_token(page.next_before)
         )
 
     async def RedriveStripeEvent(
@@ -342,10 +323,10 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
             current_call().actor,
             where,
             page_size=request.page_size,
-            before=_page_position(request.page_token),
+            before=position_from_token(request.page_token),
         )
         return pb.ListAuditRecordsResponse(
-            records=[audit_to_pb(r, SERVICE) for r in page.records], next_page_token=_page_token(page.next_before)
+            records=[audit_to_pb(r, SERVICE) for r in page.records], next_page_token=position_token(page.next_before)
         )
 
     async def HandleStripeEvent(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from svckit.errors import FieldViolation, InvalidArgument
@@ -53,3 +54,24 @@ def take_page(rows: list[T], limit: int) -> tuple[list[T], T | None]:
     """A page from `limit + 1` rows read, and the row to continue after (None on the last page)."""
     page = rows[:limit]
     return page, (page[-1] if len(rows) > limit else None)
+
+
+def position_token(position: tuple[datetime, str] | None) -> str:
+    """The page token of a (time, id) position; empty on the last page."""
+    if position is None:
+        return ""
+    at, ident = position
+    return encode_page_token({"t": at.isoformat(), "id": ident})
+
+
+def position_from_token(token: str) -> tuple[datetime, str] | None:
+    position = decode_page_token(token)
+    if not position:
+        return None
+    try:
+        at, ident = datetime.fromisoformat(str(position["t"])), str(position["id"])
+    except (KeyError, TypeError, ValueError):
+        at, ident = None, ""
+    if at is None or at.tzinfo is None or not ident:
+        raise InvalidArgument.from_violations([FieldViolation("page_token", "not a page token this service issued")])
+    return at.astimezone(UTC), ident
