@@ -26,6 +26,9 @@ from svckit.settings import describe_errors
 
 log = logging.getLogger("gateway")
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Longer than the edge proxy's idle timeout for upstream connections (60 s, deploy/envoy/envoy.yaml),
+# so that Envoy, not the gateway, closes an idle connection: never one Envoy is about to reuse.
+KEEP_ALIVE_SECONDS = 75
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -42,6 +45,7 @@ def serve(settings: GatewaySettings) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     asyncio.run(ReadyServer(config, settings.ready_file).serve())
     return 0

@@ -9,7 +9,6 @@ so a retried call takes effect at most once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from billing.subscriptions.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 from gateway.config import GatewaySettings
 from gateway.problems import problem_from_rpc
 from svckit.grpc_errors import RpcErrorDetails
+from svckit.service_client import channel_options
 
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
@@ -46,35 +46,22 @@ HEALTH_STATUS_NAMES: Mapping[int, str] = {
 }
 
 
-def service_config(service_name: str) -> str:
+def retry_policy(service_name: str) -> dict[str, Any]:
     """gRPC service config: retry UNAVAILABLE a few times with backoff, within the call's deadline."""
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{"service": service_name}],
-                    "retryPolicy": {
-                        "maxAttempts": 3,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "1s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-    )
-
-
-def channel_options(service_name: str) -> list[tuple[str, Any]]:
-    return [
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", service_config(service_name)),
-        # Reconnect soon after a service comes back, rather than after minutes of backoff.
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 5000),
-        ("grpc.keepalive_time_ms", 30_000),
-    ]
+    return {
+        "methodConfig": [
+            {
+                "name": [{"service": service_name}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
 
 
 @dataclass(frozen=True)
@@ -128,7 +115,9 @@ class Backends:
     async def open(self) -> None:
         """Create the channels; they connect on first use and reconnect on their own."""
         for name, target in self.targets.items():
-            self._channels[name] = grpc.aio.insecure_channel(target, options=channel_options(SERVICE_NAMES[name]))
+            self._channels[name] = grpc.aio.insecure_channel(
+                target, options=channel_options(retry_policy(SERVICE_NAMES[name]))
+            )
         self._credits = credits_pb2_grpc.CreditsServiceStub(self._channels["credits"])
         self._payments = payments_pb2_grpc.PaymentsServiceStub(self._channels["payments"])
         self._subscriptions = subscriptions_pb2_grpc.SubscriptionsServiceStub(self._channels["subscriptions"])

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from payments_svc.repository import PaymentsRepository
 from svckit.outbox import AfterSent, Handler, Message, PermanentFailure
-from svckit.service_client import PERMANENT, ServiceTarget, call_metadata
+from svckit.service_client import PERMANENT, ServiceTarget, call_metadata, channel_options
 
 GRANT = "credits.grant"
 REVERSE = "credits.reverse"
@@ -38,7 +38,7 @@ class CreditsRelay:
     @property
     def stub(self) -> credits_pb2_grpc.CreditsServiceAsyncStub:
         if self._stub is None:
-            channel = grpc.aio.insecure_channel(self.target.address)
+            channel = grpc.aio.insecure_channel(self.target.address, options=channel_options())
             self._stub = credits_pb2_grpc.CreditsServiceStub(channel)
         assert self._stub is not None
         return self._stub

@@ -13,7 +13,7 @@ import grpc
 
 from billing.payments.v1 import payments_pb2, payments_pb2_grpc
 from svckit.errors import BillingError, Reason, Unavailable
-from svckit.service_client import ServiceTarget, call_metadata
+from svckit.service_client import ServiceTarget, call_metadata, channel_options
 
 
 class CustomerDirectory(Protocol):
@@ -30,7 +30,9 @@ class PaymentsCustomers:
     @property
     def stub(self) -> payments_pb2_grpc.PaymentsServiceStub:
         if self._stub is None:
-            self._stub = payments_pb2_grpc.PaymentsServiceStub(grpc.insecure_channel(self.target.address))
+            self._stub = payments_pb2_grpc.PaymentsServiceStub(
+                grpc.insecure_channel(self.target.address, options=channel_options())
+            )
         return self._stub
 
     def ensure(self, user_id: str) -> str:

@@ -20,7 +20,7 @@ from subscriptions_svc.stripe_provider import SubscriptionProvider
 from svckit.errors import BillingError, Unavailable
 from svckit.mail import Email, Mailer, MailRefused, MailUnavailable
 from svckit.outbox import AfterSent, Handler, Message, PermanentFailure
-from svckit.service_client import PERMANENT, ServiceTarget, call_metadata
+from svckit.service_client import PERMANENT, ServiceTarget, call_metadata, channel_options
 
 
 class OutboxHandlers:
@@ -37,7 +37,9 @@ class OutboxHandlers:
     @property
     def stub(self) -> credits_pb2_grpc.CreditsServiceAsyncStub:
         if self._stub is None:
-            self._stub = credits_pb2_grpc.CreditsServiceStub(grpc.aio.insecure_channel(self.credits.address))
+            self._stub = credits_pb2_grpc.CreditsServiceStub(
+                grpc.aio.insecure_channel(self.credits.address, options=channel_options())
+            )
         assert self._stub is not None
         return self._stub
 

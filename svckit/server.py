@@ -49,6 +49,8 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 REPLAYED_TRAILER = "idempotent-replayed"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+SERVER_MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+SERVER_MAX_CONNECTION_AGE_GRACE_MS = 30 * 1000
 
 
 @dataclass
@@ -261,6 +263,10 @@ class GrpcService:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # Clients reconnect (and resolve the service's addresses again) at least this often,
+                # so that new pods get calls; calls in flight get the grace to finish.
+                ("grpc.max_connection_age_ms", SERVER_MAX_CONNECTION_AGE_MS),
+                ("grpc.max_connection_age_grace_ms", SERVER_MAX_CONNECTION_AGE_GRACE_MS),
             ],
         )
         self.definition.register(server)

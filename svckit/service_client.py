@@ -1,10 +1,12 @@
-"""Calling a sibling service over gRPC: where it is, the credential and metadata every call carries,
-and which refusals retrying cannot change (for outbox handlers)."""
+"""Calling a sibling service over gRPC: where it is, how its channel balances calls, the credential and
+metadata every call carries, and which refusals retrying cannot change (for outbox handlers)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -18,6 +20,26 @@ PERMANENT = frozenset(
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
+
+
+# Calls spread over every address the target resolves to (a headless Kubernetes Service lists one
+# per ready pod); a plain host:port resolves to one address, where this is the same as pick_first.
+# Servers end each connection after SERVER_MAX_CONNECTION_AGE_MS (svckit.server), so clients
+# resolve again and find pods added since.
+ROUND_ROBIN: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+
+
+def channel_options(service_config: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """Options of every channel to a sibling service: round-robin over its addresses, quick reconnects,
+    keepalive pings; `service_config` adds to the balancing policy (e.g. a retry policy)."""
+    return [
+        ("grpc.service_config", json.dumps({**ROUND_ROBIN, **(service_config or {})})),
+        ("grpc.enable_retries", 1),
+        # Reconnect soon after a service comes back, rather than after minutes of backoff.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, MISSING
 from tests.support.gateway import token
 from tests.support.purchase_stack import PurchaseStack, purchase_stack
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "var" / "artifacts" / "screenshots"
 PAGE_ORIGIN = "http://127.0.0.1"  # the origin the stack's gateway allows Checkout to return to
@@ -44,7 +35,7 @@ def browser() -> Iterator[playwright_sync.Browser]:
     """Per module: Playwright's sync API runs an event loop in this thread while it is open, which other
     modules' `asyncio.run` must not meet."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)")
+        pytest.skip(MISSING)
     with playwright_sync.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         playwright_sync.expect.set_options(timeout=EXPECT_TIMEOUT_MS)

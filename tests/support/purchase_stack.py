@@ -95,10 +95,19 @@ class PurchaseStack:
     def as_user(self, user_id: str, roles: tuple[str, ...] = ("user",)) -> dict[str, str]:
         return bearer(user_id, roles)
 
-    def buy(self, user_id: str, package_id: str = "credits-100", key: str | None = None) -> dict[str, Any]:
-        """Create a checkout session through the gateway, as the user's frontend would."""
-        response = self.http.post(
-            "/api/stripe/create-checkout-session",
+    def buy(
+        self,
+        user_id: str,
+        package_id: str = "credits-100",
+        key: str | None = None,
+        *,
+        via: httpx.Client | None = None,
+        path: str = "/api/stripe/create-checkout-session",
+    ) -> dict[str, Any]:
+        """Create a checkout session through the gateway, as the user's frontend would (`via` another
+        client, e.g. one to the edge, at that client's `path`)."""
+        response = (via or self.http).post(
+            path,
             headers={**self.as_user(user_id), "Idempotency-Key": key or uuid.uuid4().hex},
             json={
                 "package_id": package_id,
@@ -141,15 +150,19 @@ def purchase_stack(
     payments_settings: dict[str, str] | None = None,
     subscriptions: bool = False,
     subscriptions_settings: dict[str, str] | None = None,
+    sandbox_env: dict[str, str] | None = None,
 ) -> Iterator[PurchaseStack]:
     """The purchase path; with `subscriptions`, also the Subscriptions service (plans synced, each new
-    Stripe customer on a test clock of its own, notices in a development mailbox)."""
+    Stripe customer on a test clock of its own, notices in a development mailbox). `sandbox_env`: more
+    environment for the sandbox process (e.g. SSL_CERT_FILE, to trust a test certificate)."""
     with ExitStack() as stack:
         credits_db = stack.enter_context(postgres_database("billing_credits"))
         payments_db = stack.enter_context(postgres_database("billing_payments"))
         mailbox = workdir / f"mailbox-{uuid.uuid4().hex[:8]}"
         # Delayed payments settle only when a test says so.
-        sandbox = SandboxProcess(workdir, ASYNC_DELAY_SECONDS="3600", LOG_FORMAT="text").start()
+        sandbox = SandboxProcess(workdir, ASYNC_DELAY_SECONDS="3600", LOG_FORMAT="text")
+        sandbox.env.update(sandbox_env or {})
+        sandbox.start()
         stack.callback(sandbox.kill)
         client = sandbox.client()
         placeholder = stack.enter_context(refused_target())
