@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # The browser tests (tests/browser) drive Debian's Chromium: Playwright cannot download its own here.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install lint typecheck protos protos-check migrate bench bench-dashboard bench-webhooks breaking clean
+.PHONY: run test install lint typecheck protos protos-check migrate bench bench-dashboard bench-webhooks bench-stack breaking clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-dashboard: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(PY) bench/webhook_bench.py $(BENCH_ARGS)
+
+# The whole stack on PostgreSQL, every figure next to its baseline (docs/performance.md); BENCH_ARGS="--quick": ~1 min.
+bench-stack: $(STAMP)
+	$(PY) bench/stack_bench.py $(BENCH_ARGS)
 
 # Compares the protos with those of the previous commit on main (skipped when there is none).
 breaking: $(STAMP)

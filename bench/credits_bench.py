@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from billing.credits.v1 import credits_pb2 as pb  # noqa: E402
+from billing.credits.v1 import credits_pb2_grpc  # noqa: E402
 from tests.support.databases import ADMIN_URL, postgres_database  # noqa: E402
 from tests.support.grpc_calls import credits_stub, metadata  # noqa: E402
 from tests.support.processes import credits_process  # noqa: E402
@@ -77,6 +78,26 @@ async def drive(name: str, concurrency: int, seconds: float, operation: Callable
     return Figures(name, len(latencies), time.perf_counter() - started, latencies)
 
 
+def wallet_calls(
+    stub: credits_pb2_grpc.CreditsServiceStub,
+) -> tuple[Callable[..., Awaitable[None]], Callable[[str], Awaitable[None]]]:
+    """Grant(user, amount=1) and Spend(user) of one credit, each with a new idempotency key and reference."""
+
+    async def grant(user: str, amount: int = 1) -> None:
+        key = uuid.uuid4().hex
+        await stub.Grant(
+            pb.GrantRequest(user_id=user, amount=amount, source=pb.GRANT_SOURCE_PURCHASE, reference=key),
+            metadata=metadata(key=key),
+            timeout=30,
+        )
+
+    async def spend(user: str) -> None:
+        key = uuid.uuid4().hex
+        await stub.Spend(pb.SpendRequest(user_id=user, amount=1, reference=key), metadata=metadata(key=key), timeout=30)
+
+    return grant, spend
+
+
 async def grpc_figures(target: str, args: argparse.Namespace) -> tuple[list[Figures], pb.CheckLedgerResponse]:
     run = uuid.uuid4().hex[:6]
     hot = f"bench-hot-{run}"
@@ -84,19 +105,7 @@ async def grpc_figures(target: str, args: argparse.Namespace) -> tuple[list[Figu
     async with grpc.aio.insecure_channel(target) as channel:
         stub = credits_stub(channel)
 
-        async def grant(user: str, amount: int = 1) -> None:
-            key = uuid.uuid4().hex
-            await stub.Grant(
-                pb.GrantRequest(user_id=user, amount=amount, source=pb.GRANT_SOURCE_PURCHASE, reference=key),
-                metadata=metadata(key=key),
-                timeout=30,
-            )
-
-        async def spend(user: str) -> None:
-            key = uuid.uuid4().hex
-            await stub.Spend(
-                pb.SpendRequest(user_id=user, amount=1, reference=key), metadata=metadata(key=key), timeout=30
-            )
+        grant, spend = wallet_calls(stub)
 
         # Warm up the server, the pool and the client; fund the wallets the spends draw on.
         await drive("warm-up", args.concurrency, 2, lambda n: grant(hot))

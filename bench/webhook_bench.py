@@ -30,27 +30,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.http_load import LoadResult, post_request, run_load  # noqa: E402
-from credits_svc.models import transfers  # noqa: E402
-from payments_svc.models import outbox_messages  # noqa: E402
-from svckit.db import make_engine  # noqa: E402
+from bench.relay_drain import drain  # noqa: E402
 from tests.support.databases import postgres_database  # noqa: E402
 from tests.support.gateway import GatewayProcess, refused_target  # noqa: E402
 from tests.support.processes import ManagedProcess, credits_process  # noqa: E402
-from tests.support.purchase_stack import payments_process, wait_for  # noqa: E402
+from tests.support.purchase_stack import payments_process  # noqa: E402
 
 SECRET = "whsec_benchmark_" + uuid.uuid4().hex
 FIXTURES = ROOT / "stripe_sandbox" / "fixtures" / "objects.json"
 
 
-def sign(payload: bytes) -> str:
+def sign(payload: bytes, secret: str = SECRET) -> str:
     timestamp = int(time.time())
-    digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
@@ -86,7 +82,7 @@ def event_template() -> str:
     return json.dumps(event)
 
 
-def requests(url: str, unique: bool) -> Iterator[bytes]:
+def requests(url: str, unique: bool, secret: str = SECRET) -> Iterator[bytes]:
     """Signed webhook requests: each a new payment when `unique`, else a few hundred repeated."""
     parts = urlsplit(url)
     template = event_template()
@@ -97,7 +93,7 @@ def requests(url: str, unique: bool) -> Iterator[bytes]:
         payload = (
             template.replace("__SESSION__", token[:24]).replace("__PAYMENT__", token).replace("__USER__", str(n % 1000))
         ).encode()
-        headers = {"Stripe-Signature": sign(payload), "Content-Type": "application/json"}
+        headers = {"Stripe-Signature": sign(payload, secret), "Content-Type": "application/json"}
         return post_request(host, port, parts.path, payload, headers)
 
     if unique:
@@ -181,28 +177,9 @@ def main() -> int:
                 base,
             )
 
-            payments_engine, credits_engine = make_engine(payments_db), make_engine(credits_db)
-            try:
-
-                def pending() -> int:
-                    with payments_engine.connect() as conn:
-                        query = select(func.count()).where(outbox_messages.c.state == "pending")
-                        return int(conn.execute(query).scalar_one())
-
-                started = time.perf_counter()
-                wait_for(lambda: pending() == 0, "the outbox to drain", seconds=600)
-                with payments_engine.connect() as conn:
-                    sent = int(conn.execute(select(func.count()).select_from(outbox_messages)).scalar_one())
-                with credits_engine.connect() as conn:
-                    grants = int(conn.execute(select(func.count()).select_from(transfers)).scalar_one())
-            finally:
-                payments_engine.dispose()
-                credits_engine.dispose()
-            print(
-                f"\nrelay: {sent} grants owed for the acknowledged events; {grants} transfers in the ledger; "
-                f"the outbox drained {time.perf_counter() - started:.1f} s after the load stopped"
-            )
-            return 0 if sent == grants else 1
+            line, ok = drain(payments_db, credits_db)
+            print(f"\n{line}")
+            return 0 if ok else 1
         finally:
             for process in reversed(processes):
                 process.terminate()

@@ -9,6 +9,7 @@ import grpc
 from billing.credits.v1 import credits_pb2_grpc
 from credits_svc.config import CreditsSettings
 from credits_svc.grpc_server import SERVICE_NAME, CreditsServicer
+from credits_svc.metrics import LedgerCheckRecord, LedgerCollector
 from credits_svc.models import idempotency_records
 from credits_svc.rollup import roll_up
 from credits_svc.service import CreditsService
@@ -23,6 +24,8 @@ def build(settings: CreditsSettings) -> GrpcService:
     engine = open_database(settings, MIGRATIONS, "credits")
     idempotency = IdempotencyStore(idempotency_records)
     service = CreditsService(engine, idempotency)
+    checks = LedgerCheckRecord()
+    ledger_check = PeriodicTask("check the ledger", settings.ledger_check_seconds, lambda: checks.run(engine))
 
     def register(server: grpc.aio.Server) -> None:
         credits_pb2_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(service), server)
@@ -37,7 +40,9 @@ def build(settings: CreditsSettings) -> GrpcService:
                 idempotency_purge(idempotency, engine, settings),
                 # Safe on every replica at once: one claims the watermark, the others skip their turn.
                 PeriodicTask("roll up credit totals", settings.totals_rollup_seconds, lambda: roll_up(engine)),
+                *([ledger_check] if settings.ledger_check_seconds else []),
             ],
             on_stop=engine.dispose,
+            collectors=[LedgerCollector(engine, checks)],
         ),
     )

@@ -16,3 +16,6 @@ class CreditsSettings(ServiceSettings):
     grpc_port: int = Field(default=devdefaults.CREDITS_PORT, ge=0, le=65535)
     # How often the hourly credit totals are brought up to date (credits_svc.rollup).
     totals_rollup_seconds: float = Field(default=60.0, gt=0)
+    # How often each replica proves the whole ledger for the metric billing_ledger_check_balanced
+    # (a full read of the ledger, like `python -m credits_svc check-ledger`); 0 turns it off.
+    ledger_check_seconds: float = Field(default=3600.0, ge=0)

@@ -3,6 +3,7 @@
 `serve` (the default) runs the gateway with uvicorn until SIGTERM or SIGINT,
 then drains: it stops accepting connections, lets requests in flight finish,
 closes its gRPC channels and exits 0. Invalid settings exit with status 2.
+Prometheus metrics are served on GATEWAY_METRICS_PORT, apart from the API.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pydantic import ValidationError
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from gateway.dev_tokens import demo_tokens
-from svckit import logs
+from gateway.metrics import GatewayMetrics
+from svckit import logs, tracing
 from svckit.http_server import ReadyServer
+from svckit.metrics import MetricsServer
 from svckit.settings import describe_errors
 
 log = logging.getLogger("gateway")
@@ -33,8 +36,10 @@ ENV_PREFIX = "GATEWAY_"
 
 
 def serve(settings: GatewaySettings) -> int:
+    tracing.configure_tracing("gateway")
+    metrics = GatewayMetrics()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, metrics),
         host=settings.host,
         port=settings.port,
         lifespan="on",
@@ -47,7 +52,12 @@ def serve(settings: GatewaySettings) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
-    asyncio.run(ReadyServer(config, settings.ready_file).serve())
+    metrics_server = MetricsServer(metrics.registry, settings.host, settings.metrics_port)
+    ports = {"metrics_port": metrics_server.start()} if settings.metrics_enabled else {}
+    try:
+        asyncio.run(ReadyServer(config, settings.ready_file, ready_ports=ports).serve())
+    finally:
+        metrics_server.stop()
     return 0
 
 

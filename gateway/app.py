@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
 from gateway.grpc_clients import Backends
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestContextMiddleware
 from gateway.openapi import Operation, openapi_operation
 from gateway.problems import Problem, handle_http_exception, handle_problem
@@ -37,7 +38,9 @@ def api_operations(backends: Backends, verifier: TokenVerifier, settings: Gatewa
     return [*operations, openapi_operation(operations)]
 
 
-def create_app(settings: GatewaySettings) -> Starlette:
+def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> Starlette:
+    """The application; its metrics (a registry of their own unless given) are `app.state.metrics`."""
+    metrics = metrics or GatewayMetrics()
     backends = Backends(settings)
     verifier = TokenVerifier.from_settings(settings)
 
@@ -49,9 +52,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
         finally:
             await backends.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[op.route() for op in api_operations(backends, verifier, settings)],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware, metrics=metrics)],
         exception_handlers={Problem: handle_problem, HTTPException: handle_http_exception},
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app

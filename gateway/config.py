@@ -32,8 +32,12 @@ class GatewaySettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = Field(default=devdefaults.GATEWAY_PORT, ge=0, le=65535)
-    # Written with {"port": N} once the gateway is listening; lets tests bind to port 0.
+    # Written with {"port": N, "metrics_port": M} once the gateway is listening; lets tests bind to port 0.
     ready_file: Path | None = None
+    # Prometheus `GET /metrics` on a port of its own (on `host`), never through the edge; 0 picks a
+    # free port, logged and written to the ready file: deployments set a fixed one (deploy/k8s: 9090).
+    metrics_enabled: bool = True
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # The gRPC services, as host:port.
     credits_target: str = _target(devdefaults.CREDITS_PORT)

@@ -1,7 +1,8 @@
 """The gateway's side of gRPC: one channel per service, and calls with deadline and metadata.
 
 Channels are opened in the application's lifespan (inside the running event
-loop) and closed at shutdown. Each carries a retry policy for UNAVAILABLE:
+loop) and closed at shutdown. Every call carries the request's trace context
+(`traceparent`, svckit.tracing) beside its request id. Each carries a retry policy for UNAVAILABLE:
 reads are safe to repeat and every mutating call carries an idempotency key,
 so a retried call takes effect at most once.
 """
@@ -22,6 +23,7 @@ from billing.payments.v1 import payments_pb2, payments_pb2_grpc
 from billing.subscriptions.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 from gateway.config import GatewaySettings
 from gateway.problems import problem_from_rpc
+from svckit import tracing
 from svckit.grpc_errors import RpcErrorDetails
 from svckit.service_client import channel_options
 
@@ -159,6 +161,7 @@ class Backends:
         ]
         if caller.idempotency_key is not None:
             pairs.append(("idempotency-key", caller.idempotency_key))
+        pairs.extend(tracing.inject())
         return tuple(pairs)
 
     async def call(
@@ -193,7 +196,7 @@ class Backends:
             response = await stub.Check(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAMES[name]),
                 timeout=min(HEALTH_CHECK_SECONDS, self.deadline),
-                metadata=(("x-request-id", request_id),),
+                metadata=(("x-request-id", request_id), *tracing.inject()),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -95,6 +95,8 @@ class Reply:
     model: Models | None = None
     schema: Mapping[str, Any] | None = None  # instead of a model
     headers: Sequence[str] = ()
+    # Other media types the same status can be answered with (e.g. text/csv), each with its schema.
+    alternatives: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ def _responses(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
         schema = _content_schema(reply.model, "serialization", refs) if reply.model is not None else reply.schema
         if schema is not None:
             response["content"] = {JSON_MEDIA_TYPE: {"schema": schema}}
+        for media_type, alternative in reply.alternatives.items():
+            response.setdefault("content", {})[media_type] = {"schema": dict(alternative)}
         responses[str(reply.status)] = response
     problem = {"schema": refs[(ProblemDetails, "serialization")]}
     for status in sorted(op.problems):

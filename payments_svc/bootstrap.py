@@ -22,6 +22,7 @@ from payments_svc.stripe_provider import StripePaymentProvider
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
+from svckit.metrics import OutboxCollector
 from svckit.outbox import Outbox, OutboxRelay, RelaySettings
 from svckit.server import GrpcService, ServiceDefinition
 from svckit.stripe_client import StripeSettings
@@ -94,5 +95,6 @@ def build(settings: PaymentsSettings) -> GrpcService:
             periodic=[idempotency_purge(idempotency, engine, settings)],
             background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
+            collectors=[OutboxCollector("payments", engine, outbox_messages)],
         ),
     )

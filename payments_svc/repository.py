@@ -68,7 +68,7 @@ def _payment(row: Any, history: list[domain.StatusChange]) -> domain.Payment:
 
 
 class _Statements:
-    """The statements of the event path, built once per dialect (building one costs more than sending it)."""
+    """The statements of the event path and the relay, built once per dialect (building costs more than sending)."""
 
     def __init__(self, dialect: str) -> None:
         p, h = payments, payment_status_changes
@@ -92,6 +92,7 @@ class _Statements:
             select(h.c.status, h.c.source, h.c.created_at).where(h.c.payment_id == bindparam("pid")).order_by(h.c.id)
         )
         self.add_history = insert(h)
+        self.mark_granted = update(p).where(p.c.id == bindparam("pid")).values(credits_granted=True)
         self.save = (
             update(p)
             .where(p.c.id == bindparam("pid"))
@@ -211,7 +212,7 @@ class PaymentsRepository:
         return [_payment(row, self._history(row.id)) for row in self.conn.execute(stmt)]
 
     def mark_granted(self, payment_id: str) -> None:
-        self.conn.execute(update(payments).where(payments.c.id == payment_id).values(credits_granted=True))
+        self.conn.execute(self.sql.mark_granted, {"pid": payment_id})
 
     # --- refunds and shortfalls -------------------------------------------------------
 

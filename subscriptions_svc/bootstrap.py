@@ -22,6 +22,7 @@ from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
 from svckit.mail import mailer_for
+from svckit.metrics import OutboxCollector
 from svckit.outbox import Outbox, OutboxRelay, RelaySettings
 from svckit.server import GrpcService, ServiceDefinition
 from svckit.service_client import ServiceTarget
@@ -88,5 +89,6 @@ def build(settings: SubscriptionsSettings) -> GrpcService:
             periodic=[idempotency_purge(idempotency, engine, settings)],
             background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
+            collectors=[OutboxCollector("subscriptions", engine, outbox_messages)],
         ),
     )

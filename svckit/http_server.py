@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 
 import uvicorn
@@ -27,10 +27,13 @@ class ReadyServer(uvicorn.Server):
         config: uvicorn.Config,
         ready_file: Path | None = None,
         on_listening: Callable[[int], None] = lambda port: None,
+        ready_ports: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(config)
         self.ready_file = ready_file
         self.on_listening = on_listening
+        # Other ports to announce in the ready file beside "port" (the gateway's "metrics_port").
+        self.ready_ports = dict(ready_ports or {})
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -40,7 +43,7 @@ class ReadyServer(uvicorn.Server):
         self.on_listening(port)
         log.info("listening", extra={"address": f"{self.config.host}:{port}"})
         if self.ready_file is not None:
-            write_ready_file(self.ready_file, port)
+            write_ready_file(self.ready_file, port, **self.ready_ports)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

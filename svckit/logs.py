@@ -1,7 +1,8 @@
 """Structured logs that carry the request id of the call being served.
 
 The request id (and caller, actor, method) live in context variables set by the
-server interceptor; a logging filter copies them onto every record, so any
+server interceptor; a logging filter copies them onto every record, with the
+trace and span ids of the current OpenTelemetry span (svckit.tracing), so any
 `logging.getLogger(__name__).info(...)` inside a call is correlated.
 """
 
@@ -12,6 +13,8 @@ import sys
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
+
+from svckit import tracing
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 caller_var: ContextVar[str] = ContextVar("caller", default="-")
@@ -32,6 +35,7 @@ class RequestContextFilter(logging.Filter):
         record.caller = caller_var.get()
         record.actor = actor_var.get()
         record.method = method_var.get()
+        record.trace_id, record.span_id = tracing.current_ids()
         return True
 
 
@@ -41,7 +45,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
-                "{levelname}{name}{message}{service}{request_id}{caller}{actor}{method}",
+                "{levelname}{name}{message}{service}{request_id}{trace_id}{span_id}{caller}{actor}{method}",
                 style="{",
                 rename_fields={"levelname": "level", "name": "logger"},
                 timestamp="time",
@@ -49,7 +53,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(service)s [%(request_id)s] %(name)s: %(message)s")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(service)s [%(request_id)s %(trace_id)s] %(name)s: %(message)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,6 +133,11 @@ class Outbox:
             .where(t.c.id == bindparam("message"))
             .values(state=SENT, sent_at=bindparam("at"), lease_until=None, last_error=None)
         )
+        self._all_sent = (
+            update(t)
+            .where(t.c.id.in_(bindparam("messages", expanding=True)))
+            .values(state=SENT, sent_at=bindparam("at"), lease_until=None, last_error=None)
+        )
         self._failed = (
             update(t)
             .where(t.c.id == bindparam("message"))
@@ -186,6 +191,20 @@ class Outbox:
             conn.execute(self._sent, {"message": message.id, "at": datetime.now(UTC)})
             if after is not None:
                 after(conn)
+
+        run_transaction(engine, work)
+
+    def mark_all_sent(self, engine: Engine, sent: Sequence[tuple[Message, AfterSent]]) -> None:
+        """`mark_sent` for several messages in one transaction: all of them are marked, or none.
+
+        Each message's `after` runs in that transaction, in the order given.
+        """
+
+        def work(conn: Connection) -> None:
+            conn.execute(self._all_sent, {"messages": [message.id for message, _ in sent], "at": datetime.now(UTC)})
+            for _, after in sent:
+                if after is not None:
+                    after(conn)
 
         run_transaction(engine, work)
 
@@ -255,26 +274,60 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_seconds)
 
     async def run_once(self) -> int:
-        """Send what is due now; how many messages were handled (sent or failed)."""
+        """Send what is due now; how many messages were handled (sent or failed).
+
+        The messages the receiver confirmed are marked sent together, in one
+        transaction once the round's sends are over (one commit per round, not
+        per message). Until then they are leased, so no other round sends them.
+        """
         messages = await asyncio.to_thread(
             self.outbox.claim, self.engine, batch=self.settings.batch, lease=self.settings.lease
         )
-        await asyncio.gather(*(self._send(message) for message in messages))
+        results = await asyncio.gather(*(self._send(message) for message in messages), return_exceptions=True)
+        sent = [
+            (message, result[1])
+            for message, result in zip(messages, results, strict=True)
+            if not isinstance(result, BaseException) and result[0]
+        ]
+        if sent:
+            await asyncio.to_thread(self._mark_sent, sent)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # marking a failure failed (the database, say): this round failed
         return len(messages)
 
-    async def _send(self, message: Message) -> None:
+    def _mark_sent(self, sent: list[tuple[Message, AfterSent]]) -> None:
+        try:
+            self.outbox.mark_all_sent(self.engine, sent)
+            return
+        except Exception:
+            if len(sent) == 1:
+                # The receiver has acted; once the lease ends the message is sent again and the
+                # receiver replays its answer under the same idempotency key.
+                log.exception("could not mark outbox message %s sent; it will be sent again", sent[0][0].key)
+                return
+            log.warning("could not mark %d outbox messages sent together; marking each alone", len(sent), exc_info=True)
+        # One message's `after` failing must not leave the others to be sent again: each on its own.
+        for message, after in sent:
+            try:
+                self.outbox.mark_sent(self.engine, message, after)
+            except Exception:
+                log.exception("could not mark outbox message %s sent; it will be sent again", message.key)
+
+    async def _send(self, message: Message) -> tuple[bool, AfterSent]:
+        """Send one message: (True, its `after`) once the receiver confirmed it; (False, None) if marked failed."""
         handler = self.handlers.get(message.kind)
         if handler is None:
             await asyncio.to_thread(
                 self.outbox.mark_failed, self.engine, message, f"no handler for {message.kind}", None
             )
-            return
+            return False, None
         try:
             after = await handler(message)
         except PermanentFailure as error:
             log.error("outbox message %s refused for good: %s", message.key, error)
             await asyncio.to_thread(self.outbox.mark_failed, self.engine, message, str(error), None)
-            return
+            return False, None
         except Exception as error:
             # Any other failure is retried with backoff; the message stays pending, nothing is lost.
             delay = min(self.settings.first_retry * 2**message.attempts, self.settings.max_retry)
@@ -286,10 +339,5 @@ class OutboxRelay:
                 exc_info=True,
             )
             await asyncio.to_thread(self.outbox.mark_failed, self.engine, message, repr(error), delay)
-            return
-        try:
-            await asyncio.to_thread(self.outbox.mark_sent, self.engine, message, after)
-        except Exception:
-            # The receiver has acted; once the lease ends the message is sent again and the
-            # receiver replays its answer under the same idempotency key.
-            log.exception("could not mark outbox message %s sent; it will be sent again", message.key)
+            return False, None
+        return True, after

@@ -4,12 +4,16 @@
 credential, reads `x-request-id`, `x-actor` and `idempotency-key`, exposes them
 through `current_call()` (and to the logs), turns `BillingError` into a status
 with google.rpc details and any other exception into INTERNAL, and logs one line
-per call. Health checks stay open so that Kubernetes' native gRPC probes work.
+per call. It also opens the call's span, child of the caller's `traceparent`
+(svckit.tracing), and counts the call and its duration (svckit.metrics). Health
+checks stay open so that Kubernetes' native gRPC probes work.
 
 `GrpcService` starts the server with the standard health and reflection
 services, and `run_until_signal` drains it on SIGTERM: health turns
 NOT_SERVING, no new call is accepted, calls in flight get the grace period to
-finish, and the worker threads finish the transactions they hold.
+finish, and the worker threads finish the transactions they hold. With
+`metrics_enabled`, `/metrics` is served on `metrics_port` (its port goes to the
+ready file as `metrics_port`).
 """
 
 from __future__ import annotations
@@ -31,12 +35,18 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
-from svckit import logs
+from svckit import logs, tracing
 from svckit.actors import Actor, ServiceCredentials, parse_actor
 from svckit.errors import BillingError
 from svckit.grpc_errors import KIND_TO_CODE, internal_error, to_grpc_status
 from svckit.idempotency import IdempotentCall, Outcome
+from svckit.metrics import GrpcServerMetrics, MetricsServer
 from svckit.ready_file import write_ready_file
 from svckit.settings import ServiceSettings
 
@@ -87,9 +97,16 @@ def current_call() -> CallContext:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, credentials: ServiceCredentials, *, access_log_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        credentials: ServiceCredentials,
+        *,
+        access_log_enabled: bool = True,
+        metrics: GrpcServerMetrics | None = None,
+    ) -> None:
         self.credentials = credentials
         self.access_log_enabled = access_log_enabled
+        self.metrics = metrics
 
     async def intercept_service(
         self,
@@ -153,6 +170,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         request_id = supplied_id if REQUEST_ID_PATTERN.match(supplied_id) else uuid.uuid4().hex
         logs.request_id_var.set(request_id)
         logs.method_var.set(method)
+        parent = tracing.extract(metadata.items())
+        span = tracing.tracer().start_span(
+            method.rpartition("/")[2],
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": method, "billing.request_id": request_id},
+        )
+        attached = otel_context.attach(trace.set_span_in_context(span, parent))
         started = time.perf_counter()
         status = "OK"
         try:
@@ -167,7 +192,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(tuple(call.trailers))
             return response
         except grpc.aio.AbortError:
-            status = "ABORTED_BY_HANDLER"
+            code = context.code()
+            status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
             raise
         except asyncio.CancelledError:
             status = "CANCELLED"
@@ -180,11 +206,23 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             log.exception("unhandled error in %s", method)
             await context.abort_with_status(internal_error(request_id))
         finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe(method.rpartition("/")[2], status, elapsed)
             if self.access_log_enabled:
                 access_log.info(
                     "call",
-                    extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 3)},
+                    extra={
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "parent_span_id": tracing.parent_span_id(parent),
+                    },
                 )
+            span.set_attribute("rpc.grpc.status_code", status)
+            if status != "OK":
+                span.set_status(Status(StatusCode.ERROR, status))
+            span.end()
+            otel_context.detach(attached)
 
 
 async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -237,6 +275,8 @@ class ServiceDefinition:
     # Long-running coroutines (an outbox relay) started with the server and cancelled when it stops.
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     on_stop: Callable[[], None] = lambda: None
+    # Read at each scrape of /metrics (the outbox, the ledger's totals).
+    collectors: Sequence[Collector] = ()
 
 
 class GrpcService:
@@ -248,13 +288,20 @@ class GrpcService:
         self.port: int | None = None
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=definition.name)
         self._tasks: list[asyncio.Task[None]] = []
+        self.registry = CollectorRegistry()
+        self.metrics = GrpcServerMetrics(self.registry, definition.name)
+        for collector in definition.collectors:
+            self.registry.register(collector)
+        self.metrics_server: MetricsServer | None = None
 
     async def start(self) -> int:
         asyncio.get_running_loop().set_default_executor(self._executor)
         server = grpc.aio.server(
             interceptors=[
                 CallInterceptor(
-                    ServiceCredentials(self.settings.plain_tokens()), access_log_enabled=self.settings.access_log
+                    ServiceCredentials(self.settings.plain_tokens()),
+                    access_log_enabled=self.settings.access_log,
+                    metrics=self.metrics,
                 )
             ],
             options=[
@@ -284,8 +331,12 @@ class GrpcService:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks = [asyncio.create_task(self._repeat(task)) for task in self.definition.periodic]
         self._tasks += [asyncio.create_task(run()) for run in self.definition.background]
+        extra: dict[str, int] = {}
+        if self.settings.metrics_enabled:
+            self.metrics_server = MetricsServer(self.registry, self.settings.grpc_host, self.settings.metrics_port)
+            extra["metrics_port"] = self.metrics_server.start()
         if self.settings.ready_file is not None:
-            write_ready_file(self.settings.ready_file, self.port)
+            write_ready_file(self.settings.ready_file, self.port, **extra)
         log.info("serving", extra={"address": f"{self.settings.grpc_host}:{self.port}"})
         return self.port
 
@@ -301,6 +352,8 @@ class GrpcService:
         # Transactions already handed to worker threads commit or roll back before we go.
         # (Blocking the loop is fine here: the server no longer serves anything.)
         self._executor.shutdown(wait=True)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.definition.on_stop()
         log.info("stopped")
 
@@ -324,5 +377,6 @@ class GrpcService:
 
 
 def run(service: GrpcService) -> None:
+    tracing.configure_tracing(service.definition.name)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run_until_signal())

@@ -10,6 +10,8 @@ from typing import Any
 
 import grpc
 
+from svckit import logs, tracing
+
 # Refusals that retrying cannot change: an outbox message that meets one is parked for an operator.
 PERMANENT = frozenset(
     {
@@ -52,11 +54,17 @@ class ServiceTarget:
 
 
 def call_metadata(token: str, caller: str, key: str | None = None) -> tuple[tuple[str, str], ...]:
-    """The metadata of a call made by this service itself (actor `service:<caller>`)."""
+    """The metadata of a call made by this service itself (actor `service:<caller>`).
+
+    It carries the request id of the call being served, if any (a new one otherwise), and the current
+    trace context as `traceparent`; outside any span (the outbox relay) the call starts a trace of its own.
+    """
+    current_id = logs.request_id_var.get()
     pairs = [
         ("authorization", f"Bearer {token}"),
         ("x-actor", f"service:{caller}"),
-        ("x-request-id", uuid.uuid4().hex),
+        ("x-request-id", current_id if current_id != "-" else uuid.uuid4().hex),
+        *tracing.inject_or_start(),
     ]
     if key is not None:
         pairs.append(("idempotency-key", key))

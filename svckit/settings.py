@@ -40,8 +40,12 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Log one line per call (method, status, duration); off for benchmarks.
     access_log: bool = True
-    # Written with {"port": N} once the server is serving; lets tests bind to port 0.
+    # Written with {"port": N, "metrics_port": M} once the server is serving; lets tests bind to port 0.
     ready_file: Path | None = None
+    # Prometheus `/metrics` over HTTP on a port of its own (on grpc_host); 0 picks a free port, logged
+    # and written to the ready file: deployments set a fixed one (deploy/k8s: 9090).
+    metrics_enabled: bool = True
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,6 @@ COPY --from=build /opt/billing /opt/billing
 WORKDIR /app
 # Numeric, so that Kubernetes can check runAsNonRoot against it.
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 9090
 # The Deployment's command.
 CMD ["python", "-m", "gateway", "serve"]

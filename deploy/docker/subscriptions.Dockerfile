@@ -32,6 +32,6 @@ COPY --from=build /opt/billing /opt/billing
 WORKDIR /app
 # Numeric, so that Kubernetes can check runAsNonRoot against it.
 USER 10001:10001
-EXPOSE 50051
+EXPOSE 50051 9090
 # The Deployment's command; its Jobs run other commands of the same module.
 CMD ["python", "-m", "subscriptions_svc", "serve"]

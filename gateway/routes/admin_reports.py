@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LIST_PROBLEMS = (400, 401, 403, 500, 503, 504)
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+CSV_DOCUMENTED_TYPE = "text/csv"
 
 
 class TransfersPage(Body):
@@ -295,7 +296,14 @@ def operations(backends: Backends, verifier: TokenVerifier) -> list[Operation]:
             tags=("admin",),
             handler=handler,
             query=query,
-            replies=(Reply(200, "One page (JSON, or CSV with format=csv).", reply),),
+            replies=(
+                Reply(
+                    200,
+                    "One page (JSON, or CSV with format=csv).",
+                    reply,
+                    alternatives={CSV_DOCUMENTED_TYPE: {"type": "string"}},
+                ),
+            ),
             problems=LIST_PROBLEMS,
         )
 

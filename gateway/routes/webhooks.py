@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from starlette.responses import Response
 from billing.payments.v1 import payments_pb2
 from billing.subscriptions.v1 import subscriptions_pb2
 from gateway.grpc_clients import Backends, Caller
+from gateway.metrics import webhook_event, webhook_outcome
 from gateway.openapi import Operation, Reply
 from gateway.payment_schemas import WebhookReceived
 from gateway.problems import Problem, Reason
@@ -63,10 +65,30 @@ def owner(event: Mapping[str, Any]) -> Owner | None:
     return None
 
 
+def signature_time(header: str) -> int | None:
+    """The `t=` of a Stripe-Signature header, when there is exactly one well-formed one."""
+    times = [item[2:] for item in header.split(",") if item.strip().startswith("t=")]
+    if len(times) != 1 or not times[0].strip().isdigit():
+        return None
+    return int(times[0].strip())
+
+
 def verify(payload: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
     """A 400 problem unless one of the secrets signed these bytes within the tolerance."""
     if not header:
         raise Problem(400, Reason.INVALID_SIGNATURE, f"the {SIGNATURE_HEADER} header is missing")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # Stripe signs (and the stripe library verifies) the body as UTF-8 text: no signature can match.
+        detail = "the webhook signature is not valid: the body is not UTF-8"
+        raise Problem(400, Reason.INVALID_SIGNATURE, detail) from error
+    signed_at = signature_time(header)
+    if signed_at is not None and signed_at > time.time() + tolerance:
+        # The stripe library bounds only the age of a signature; one dated ahead would stay valid until then.
+        raise Problem(
+            400, Reason.INVALID_SIGNATURE, "the webhook signature is not valid: its timestamp is in the future"
+        )
     failure = "no signature matches"
     for secret in secrets:
         try:
@@ -81,31 +103,46 @@ def verify(payload: bytes, header: str | None, secrets: Sequence[str], tolerance
 def operations(backends: Backends, secrets: Sequence[str], tolerance: int, max_bytes: int) -> list[Operation]:
     async def receive(request: Request) -> Response:
         payload = await read_body(request, max_bytes)
-        verify(payload, request.headers.get(SIGNATURE_HEADER), secrets, tolerance)
+        try:
+            verify(payload, request.headers.get(SIGNATURE_HEADER), secrets, tolerance)
+        except Problem:
+            webhook_event(request, "other", "invalid_signature")
+            raise
         try:
             event = json.loads(payload)
         except ValueError as error:
+            webhook_event(request, "other", "invalid")
             raise Problem(400, Reason.INVALID_JSON, "the signed body is not JSON") from error
         if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)):
+            webhook_event(request, "other", "invalid")
             raise Problem(400, Reason.INVALID_ARGUMENT, "the signed body is not a Stripe event (id and type)")
         event_id, event_type = event["id"], event["type"]
         service = owner(event)
         if service is None:
             log.info("webhook %s (%s) acknowledged: no service acts on it", event_id, event_type)
+            webhook_event(request, event_type, "ignored")
             return json_response(WebhookReceived(received=True, handled=False))
         webhook = Caller(request_id=logs.request_id_var.get(), actor=WEBHOOK_ACTOR, idempotency_key=event_id)
-        if service == "subscriptions":
-            handled = await backends.call(
-                backends.subscriptions.HandleStripeEvent,
-                subscriptions_pb2.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+        try:
+            if service == "subscriptions":
+                handled = await backends.call(
+                    backends.subscriptions.HandleStripeEvent,
+                    subscriptions_pb2.HandleStripeEventRequest(
+                        event_id=event_id, event_type=event_type, payload=payload
+                    ),
+                    webhook,
+                )
+                webhook_event(request, event_type, webhook_outcome(handled.message.handled, handled.replayed))
+                return json_response(WebhookReceived(received=True, handled=handled.message.handled))
+            reply = await backends.call(
+                backends.payments.HandleStripeEvent,
+                payments_pb2.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
                 webhook,
             )
-            return json_response(WebhookReceived(received=True, handled=handled.message.handled))
-        reply = await backends.call(
-            backends.payments.HandleStripeEvent,
-            payments_pb2.HandleStripeEventRequest(event_id=event_id, event_type=event_type, payload=payload),
-            webhook,
-        )
+        except Problem:
+            webhook_event(request, event_type, "failed")
+            raise
+        webhook_event(request, event_type, webhook_outcome(reply.message.handled, reply.replayed))
         return json_response(WebhookReceived(received=True, handled=reply.message.handled))
 
     return [

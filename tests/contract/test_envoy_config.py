@@ -180,16 +180,52 @@ def access_log_problems(config: Config) -> list[str]:
     return problems
 
 
+def forwarded_clusters(config: Config) -> set[str]:
+    """The clusters the edge's routes send requests to."""
+    return {route["route"]["cluster"] for _, route in routes(config) if "route" in route}
+
+
 def upstream_health_checks(config: Config) -> list[str]:
     problems = []
+    if not forwarded_clusters(config):
+        return ["no route forwards to a cluster"]
     for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] not in forwarded_clusters(config):
+            continue
         checks = cluster.get("health_checks", [])
         if not any(check.get("http_health_check", {}).get("path") == "/readyz" for check in checks):
             problems.append(f"cluster {cluster['name']} is not health-checked on /readyz")
     return problems
 
 
+def admin_exposure(config: Config) -> list[str]:
+    """The admin interface stays on loopback; a listener may reach it only for GET /stats/prometheus."""
+    problems = []
+    admin = config["admin"]["address"]["socket_address"]
+    if admin["address"] != "127.0.0.1":
+        problems.append(f"the admin interface listens on {admin['address']}")
+    admin_clusters = {
+        cluster["name"]
+        for cluster in config["static_resources"]["clusters"]
+        for endpoints in cluster["load_assignment"]["endpoints"]
+        for endpoint in endpoints["lb_endpoints"]
+        if endpoint["endpoint"]["address"]["socket_address"]["port_value"] == admin["port_value"]
+    }
+    for name, listener in listeners(config).items():
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for host in manager.get("route_config", {}).get("virtual_hosts", []):
+            for route in host["routes"]:
+                if route.get("route", {}).get("cluster") not in admin_clusters:
+                    continue
+                methods = [h for h in route["match"].get("headers", []) if h["name"] == ":method"]
+                get_only = [h.get("string_match") for h in methods] == [{"exact": "GET"}]
+                if route["match"].get("path") != "/stats/prometheus" or not get_only:
+                    problems.append(f"listener {name} exposes the admin interface: {json.dumps(route['match'])}")
+    return problems
+
+
 RULES: dict[str, Callable[[Config], list[str]]] = {
+    "admin interface stays inside": admin_exposure,
     "retries only where idempotent": unsafe_retries,
     "a timeout on every forwarded route": missing_timeouts,
     "api.<domain>/X -> /api/X": api_host_mapping,
@@ -279,7 +315,13 @@ def _no_health_check(config: Config) -> None:
     config["static_resources"]["clusters"][0]["health_checks"] = []
 
 
+def _expose_admin(config: Config) -> None:
+    metrics = listeners(config)["metrics"]["filter_chains"][0]["filters"][0]["typed_config"]
+    metrics["route_config"]["virtual_hosts"][0]["routes"][0]["match"] = {"prefix": "/"}
+
+
 BREAKAGES: dict[str, Callable[[Config], None]] = {
+    "admin interface stays inside": _expose_admin,
     "retries only where idempotent": _retry_reset_on_any_post,
     "a timeout on every forwarded route": _drop_timeout,
     "api.<domain>/X -> /api/X": _map_api_host_to_root,

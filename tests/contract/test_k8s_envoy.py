@@ -38,7 +38,7 @@ TLS_DIR = "/etc/envoy/tls"
 ENVOY_COMMAND = ["envoy", "-c", f"{CONFIG_DIR}/envoy.yaml", "--concurrency", "1", "--log-level", "info"]
 # The keys of a kubernetes.io/tls Secret.
 TLS_KEYS = ("tls.crt", "tls.key")
-LISTENERS = {"https": 8443, "http": 8080, "health": 8081}
+LISTENERS = {"https": 8443, "http": 8080, "health": 8081, "metrics": 9090}
 # The Service: the edge's public ports, to the listeners of those names.
 SERVICE_PORTS = {"https": 443, "http": 80}
 # The contract the configuration was written to, for showing that the checks can fail whatever the file holds.
@@ -168,6 +168,8 @@ def listener_problems(docs: list[Doc], config: dict[str, Any]) -> list[str]:
     for cluster in config["static_resources"].get("clusters", []):
         for address in _socket_addresses(cluster):
             host, port = address["address"], address["port_value"]
+            if (host, port) == (admin.get("address"), admin.get("port_value")):
+                continue  # the metrics listener's route to the admin interface, inside the pod
             name, _, rest = host.partition(".")
             if rest != f"{NAMESPACE}.{CLUSTER_DOMAIN}" or port not in services.get(name, set()):
                 problems.append(f"cluster {cluster['name']}: {host}:{port} is not a Service port in {NAMESPACE}")

@@ -48,11 +48,11 @@ def database(service: str, in_cluster: bool) -> str:
 def expected_ingress(in_cluster: bool) -> dict[str, set[str]]:
     """Who may open a connection to whom ("*": from anywhere), on which of its ports."""
     expected = {
-        "envoy": {"*:https", "*:http"},
-        "gateway": {"envoy:http"},
-        "credits": {"gateway:grpc", "payments:grpc", "subscriptions:grpc"},
-        "payments": {"gateway:grpc", "subscriptions:grpc"},
-        "subscriptions": {"gateway:grpc"},
+        "envoy": {"*:https", "*:http", "monitoring:metrics"},
+        "gateway": {"envoy:http", "monitoring:metrics"},
+        "credits": {"gateway:grpc", "payments:grpc", "subscriptions:grpc", "monitoring:metrics"},
+        "payments": {"gateway:grpc", "subscriptions:grpc", "monitoring:metrics"},
+        "subscriptions": {"gateway:grpc", "monitoring:metrics"},
     } | {job: set() for jobs in JOBS.values() for job in jobs}
     if in_cluster:
         expected |= {f"{s}-postgres": {f"{w}:postgres" for w in [s, *JOBS[s]]} for s in SERVICES}

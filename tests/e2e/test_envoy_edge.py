@@ -195,6 +195,31 @@ def test_the_edge_reports_ready_until_failed(envoy: EnvoyProcess) -> None:
     assert httpx.get(ready, timeout=5).status_code == 200
 
 
+def test_prometheus_scrapes_the_edge_and_nothing_else_of_the_admin_interface(
+    envoy: EnvoyProcess, api: httpx.Client
+) -> None:
+    before = metric(envoy.metrics(), "envoy_http_downstream_rq_total", envoy_http_conn_manager_prefix="edge")
+    assert api.get("/credit-packages").status_code == 200
+    after = metric(envoy.metrics(), "envoy_http_downstream_rq_total", envoy_http_conn_manager_prefix="edge")
+    assert after == before + 1
+    for method, path in [("POST", "/quitquitquit"), ("POST", "/healthcheck/fail"), ("GET", "/config_dump")]:
+        response = httpx.request(method, f"{envoy.url('metrics')}{path}", timeout=5)
+        assert response.status_code == 404, (method, path)
+    assert httpx.post(f"{envoy.url('metrics')}/stats/prometheus", timeout=5).status_code == 404
+    assert httpx.get(f"{envoy.url('health')}/ready", timeout=5).status_code == 200  # still serving
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of Prometheus's text format, by name and labels (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{key}="{wanted}"' in head for key, wanted in labels.items()):
+            return float(value)
+    return 0.0
+
+
 # --- webhooks -------------------------------------------------------------------------------------
 
 
@@ -283,6 +308,11 @@ def test_the_rate_limit_answers_429(
         assert limited.headers["retry-after"] == "1"
         assert_edge_problem(limited, "RATE_LIMITED")
         assert envoy.stat("api_rate_limit.http_local_rate_limit.rate_limited") == 1
+        # The name docs/operations.md alerts on.
+        scraped = envoy.metrics()
+        rate_limited = "envoy_http_local_rate_limit_rate_limited"
+        assert metric(scraped, rate_limited, envoy_local_http_ratelimit_prefix="api_rate_limit") == 1
+        assert metric(scraped, rate_limited, envoy_local_http_ratelimit_prefix="webhook_rate_limit") == 0
         # The webhook's bucket is its own: Stripe's deliveries still get through.
         body = event_body()
         assert api.post("/stripe/webhook", content=body, headers=signed(body, stack.webhook_secret)).status_code == 200

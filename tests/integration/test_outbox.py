@@ -113,3 +113,31 @@ def test_a_leased_message_is_not_claimed_twice(outbox_engine: tuple[Engine, Outb
     assert second == []
     expired = outbox.claim(engine, batch=10, lease=timedelta(seconds=-1))
     assert expired == []  # still leased by the first claim
+
+
+def test_a_round_marks_its_messages_sent_together_and_one_failing_after_spares_the_others(
+    outbox_engine: tuple[Engine, Outbox],
+) -> None:
+    """Confirmed messages are marked in one transaction per round; if one message's after-sent work fails,
+    the others are still marked sent (each on its own) and only that one stays pending, to be sent again."""
+    engine, outbox = outbox_engine
+    for key in ("a", "b", "c"):
+        enqueue(engine, outbox, key, key)
+    followed: list[str] = []
+
+    def after(key: str) -> AfterSent:
+        def work(conn: Connection) -> None:
+            if key == "b":
+                raise RuntimeError("the follow-up of b fails")
+            followed.append(key)
+
+        return work
+
+    async def handler(message: Message) -> AfterSent:
+        return after(message.key)
+
+    relay = OutboxRelay(engine, outbox, {"test": handler}, FAST)
+    assert asyncio.run(relay.run_once()) == 3
+    assert states(engine, outbox) == {"a": SENT, "b": PENDING, "c": SENT}
+    # The joint transaction ran a's follow-up, failed at b's and rolled back; then each alone: a, (b fails), c.
+    assert followed == ["a", "a", "c"]

@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -128,12 +129,16 @@ def edge_config(
     """The deployed configuration, run on this machine. `buckets`: stat_prefix -> (max_tokens,
     tokens_per_fill, fill_interval) for the rate-limit buckets to resize."""
     config = copy.deepcopy(deployed_config())
-    config["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
+    # The metrics listener forwards to the admin interface, so its port must be known before start.
+    admin_port = free_port()
+    config["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
     for listener in listeners(config).values():
         listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
-    (cluster,) = config["static_resources"]["clusters"]
-    (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    endpoint["endpoint"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": gateway_port}
+    addresses = {"gateway": gateway_port, "envoy_admin": admin_port}
+    for cluster in config["static_resources"]["clusters"]:
+        (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        port = addresses[cluster["name"]]
+        endpoint["endpoint"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": port}
     text = json.dumps(config).replace(DEPLOYED_TLS_DIR, str(certificate.directory))
     config = json.loads(text)
     for limit in rate_limits(config):
@@ -141,6 +146,13 @@ def edge_config(
             max_tokens, per_fill, interval = buckets[limit["stat_prefix"]]
             limit["token_bucket"] = {"max_tokens": max_tokens, "tokens_per_fill": per_fill, "fill_interval": interval}
     return config
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (Envoy binds it moments later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def validate(config_path: Path) -> subprocess.CompletedProcess[str]:
@@ -216,11 +228,17 @@ class EnvoyProcess:
             status["name"]: int(status["local_address"]["socket_address"]["port_value"])
             for status in bound["listener_statuses"]
         }
-        (gateway,) = clusters["cluster_statuses"]
+        (gateway,) = [status for status in clusters["cluster_statuses"] if status["name"] == "gateway"]
         hosts = gateway.get("host_statuses", [])
         return any(host["health_status"].get("eds_health_status") == "HEALTHY" for host in hosts) and not any(
             host["health_status"].get("failed_active_health_check") for host in hosts
         )
+
+    def metrics(self) -> str:
+        """What Prometheus scrapes from the metrics listener."""
+        response = httpx.get(f"{self.url('metrics')}/stats/prometheus", timeout=5)
+        assert response.status_code == 200, response.text
+        return response.text
 
     def url(self, listener: str = "https") -> str:
         scheme = "https" if listener == "https" else "http"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,13 +151,15 @@ def purchase_stack(
     subscriptions: bool = False,
     subscriptions_settings: dict[str, str] | None = None,
     sandbox_env: dict[str, str] | None = None,
+    databases: Callable[[str], AbstractContextManager[str]] = postgres_database,
 ) -> Iterator[PurchaseStack]:
     """The purchase path; with `subscriptions`, also the Subscriptions service (plans synced, each new
     Stripe customer on a test clock of its own, notices in a development mailbox). `sandbox_env`: more
-    environment for the sandbox process (e.g. SSL_CERT_FILE, to trust a test certificate)."""
+    environment for the sandbox process (e.g. SSL_CERT_FILE, to trust a test certificate). `databases`: makes
+    each service's database (prefix -> SQLAlchemy URL), by default on the shared PostgreSQL server."""
     with ExitStack() as stack:
-        credits_db = stack.enter_context(postgres_database("billing_credits"))
-        payments_db = stack.enter_context(postgres_database("billing_payments"))
+        credits_db = stack.enter_context(databases("billing_credits"))
+        payments_db = stack.enter_context(databases("billing_payments"))
         mailbox = workdir / f"mailbox-{uuid.uuid4().hex[:8]}"
         # Delayed payments settle only when a test says so.
         sandbox = SandboxProcess(workdir, ASYNC_DELAY_SECONDS="3600", LOG_FORMAT="text")
@@ -195,7 +197,7 @@ def purchase_stack(
         subscriptions_service: ServiceProcess | None = None
         subscriptions_db: str | None = None
         if subscriptions:
-            subscriptions_db = stack.enter_context(postgres_database("billing_subscriptions"))
+            subscriptions_db = stack.enter_context(databases("billing_subscriptions"))
             subscriptions_service = subscriptions_process(
                 subscriptions_db,
                 workdir,

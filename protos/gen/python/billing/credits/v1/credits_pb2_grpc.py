@@ -157,9 +157,7 @@ class CreditsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCreditTotals(self, request, context):
-        """Proves the ledger: every wallet balance equals the sum of its entries,
-        every transfer's entries sum to zero, and all balances sum to zero.
-        Credits granted, spent and reversed in a time range (by grant source), and
+        """Credits granted, spent and reversed in a time range (by grant source), and
         credits outstanding in wallets now (admins and services).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -181,7 +179,9 @@ class CreditsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckLedger(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Proves the ledger: every wallet balance equals the sum of its entries,
+        every transfer's entries sum to zero, and all balances sum to zero.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

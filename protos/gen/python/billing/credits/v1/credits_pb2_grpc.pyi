@@ -66,9 +66,7 @@ class CreditsServiceStub:
     never more than is left of it.
     """
     GetCreditTotals: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GetCreditTotalsRequest, _credits_pb2.GetCreditTotalsResponse]
-    """Proves the ledger: every wallet balance equals the sum of its entries,
-    every transfer's entries sum to zero, and all balances sum to zero.
-    Credits granted, spent and reversed in a time range (by grant source), and
+    """Credits granted, spent and reversed in a time range (by grant source), and
     credits outstanding in wallets now (admins and services).
     """
     ListTransfers: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListTransfersRequest, _credits_pb2.ListTransfersResponse]
@@ -76,6 +74,9 @@ class CreditsServiceStub:
     ListAuditRecords: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListAuditRecordsRequest, _credits_pb2.ListAuditRecordsResponse]
     """The admin actions this service performed, newest first (admins and services)."""
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]
+    """Proves the ledger: every wallet balance equals the sum of its entries,
+    every transfer's entries sum to zero, and all balances sum to zero.
+    """
 
 @_typing.type_check_only
 class CreditsServiceAsyncStub(CreditsServiceStub):
@@ -115,9 +116,7 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
     never more than is left of it.
     """
     GetCreditTotals: _aio.UnaryUnaryMultiCallable[_credits_pb2.GetCreditTotalsRequest, _credits_pb2.GetCreditTotalsResponse]  # type: ignore[assignment]
-    """Proves the ledger: every wallet balance equals the sum of its entries,
-    every transfer's entries sum to zero, and all balances sum to zero.
-    Credits granted, spent and reversed in a time range (by grant source), and
+    """Credits granted, spent and reversed in a time range (by grant source), and
     credits outstanding in wallets now (admins and services).
     """
     ListTransfers: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListTransfersRequest, _credits_pb2.ListTransfersResponse]  # type: ignore[assignment]
@@ -125,6 +124,9 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
     ListAuditRecords: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListAuditRecordsRequest, _credits_pb2.ListAuditRecordsResponse]  # type: ignore[assignment]
     """The admin actions this service performed, newest first (admins and services)."""
     CheckLedger: _aio.UnaryUnaryMultiCallable[_credits_pb2.CheckLedgerRequest, _credits_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    """Proves the ledger: every wallet balance equals the sum of its entries,
+    every transfer's entries sum to zero, and all balances sum to zero.
+    """
 
 class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
     """CreditsService keeps every user's credit wallet as a double-entry ledger.
@@ -203,9 +205,7 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _credits_pb2.GetCreditTotalsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_credits_pb2.GetCreditTotalsResponse, _abc.Awaitable[_credits_pb2.GetCreditTotalsResponse]]:
-        """Proves the ledger: every wallet balance equals the sum of its entries,
-        every transfer's entries sum to zero, and all balances sum to zero.
-        Credits granted, spent and reversed in a time range (by grant source), and
+        """Credits granted, spent and reversed in a time range (by grant source), and
         credits outstanding in wallets now (admins and services).
         """
 
@@ -230,6 +230,9 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _credits_pb2.CheckLedgerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_credits_pb2.CheckLedgerResponse, _abc.Awaitable[_credits_pb2.CheckLedgerResponse]]: ...
+    ) -> _typing.Union[_credits_pb2.CheckLedgerResponse, _abc.Awaitable[_credits_pb2.CheckLedgerResponse]]:
+        """Proves the ledger: every wallet balance equals the sum of its entries,
+        every transfer's entries sum to zero, and all balances sum to zero.
+        """
 
 def add_CreditsServiceServicer_to_server(servicer: CreditsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

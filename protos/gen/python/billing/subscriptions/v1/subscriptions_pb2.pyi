@@ -857,7 +857,9 @@ class HandleStripeEventResponse(_message.Message):
 
     HANDLED_FIELD_NUMBER: _builtins.int
     handled: _builtins.bool
-    """False when this service does not act on the event type."""
+    """False when this service does not act on the event type, or recorded the
+    event as ignored (e.g. a price no plan has, no subscription of this service).
+    """
     def __init__(
         self,
         *,
