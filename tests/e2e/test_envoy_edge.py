@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, MISSING
 from tests.support.envoy import (
@@ -210,13 +211,13 @@ def test_prometheus_scrapes_the_edge_and_nothing_else_of_the_admin_interface(
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of Prometheus's text format, by name and labels (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        head, _, value = line.rpartition(" ")
-        if all(f'{key}="{wanted}"' in head for key, wanted in labels.items()):
-            return float(value)
+    """One sample of Prometheus's text format, by the name exposed and labels (0 when absent). The parser
+    names a counter's samples `<name>_total`; Envoy exposes counters without the suffix."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            named = sample.name == name or (family.type == "counter" and family.name == name)
+            if named and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
     return 0.0
 
 

@@ -13,7 +13,6 @@ import datetime
 import ipaddress
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVOY_YAML = ROOT / "deploy" / "envoy" / "envoy.yaml"
@@ -146,13 +147,6 @@ def edge_config(
             max_tokens, per_fill, interval = buckets[limit["stat_prefix"]]
             limit["token_bucket"] = {"max_tokens": max_tokens, "tokens_per_fill": per_fill, "fill_interval": interval}
     return config
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (Envoy binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def validate(config_path: Path) -> subprocess.CompletedProcess[str]:

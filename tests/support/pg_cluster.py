@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -25,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from tests.support.databases import sqlalchemy_url
+from tests.support.processes import free_port
 
 BIN = Path(os.environ.get("BILLING_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -36,12 +36,6 @@ def available() -> str | None:
     if os.geteuid() == 0 and shutil.which("su") is None:
         return "running as root without `su` to become postgres"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(*args: str) -> str:
@@ -112,7 +106,7 @@ def pg_cluster() -> Iterator[PgCluster]:
         socket_dir = base / "sock"
         _run("mkdir", "-p", str(socket_dir))
         _run(str(BIN / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "--no-sync")
-        cluster = PgCluster(data_dir, socket_dir, base / "server.log", _free_port())
+        cluster = PgCluster(data_dir, socket_dir, base / "server.log", free_port())
         cluster.start()
         try:
             yield cluster
