@@ -1,4 +1,4 @@
-"""python -m credits_svc [serve | migrate | check-ledger | rollup]"""
+"""python -m credits_svc [serve | migrate | check-ledger | rollup | expire]"""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import sys
 
 from credits_svc.bootstrap import MIGRATIONS, build
 from credits_svc.config import CreditsSettings
+from credits_svc.expiry import run_expiry
+from credits_svc.hold_service import HoldService
+from credits_svc.models import idempotency_records
 from credits_svc.repository import LedgerRepository
 from credits_svc.rollup import roll_up
+from credits_svc.service import new_transfer_id
 from svckit import cli
 from svckit.bootstrap import open_database
 from svckit.db import run_transaction
+from svckit.idempotency import IdempotencyStore
 
 
 def check_ledger(settings: CreditsSettings) -> int:
@@ -31,6 +36,7 @@ def check_ledger(settings: CreditsSettings) -> int:
                 "mismatches": [m.__dict__ for m in report.mismatches],
                 "unbalanced_transfer_ids": report.unbalanced_transfer_ids,
                 "negative_accounts": report.negative_accounts,
+                "lot_problems": report.lot_problems,
             },
             indent=2,
         )
@@ -49,6 +55,18 @@ def rollup(settings: CreditsSettings) -> int:
     return 1 if run.skipped else 0
 
 
+def expire(settings: CreditsSettings) -> int:
+    """Expire lots past their expiry and release holds past their timeout now; print what it did as JSON."""
+    engine = open_database(settings, MIGRATIONS, "credits")
+    try:
+        holds = HoldService(engine, IdempotencyStore(idempotency_records), new_transfer_id)
+        run = run_expiry(engine, holds, new_transfer_id)
+    finally:
+        engine.dispose()
+    print(json.dumps(run.__dict__))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(
         cli.main(
@@ -59,6 +77,7 @@ if __name__ == "__main__":
             extra={
                 "check-ledger": ("prove balances equal their entries and sum to zero", check_ledger),
                 "rollup": ("bring the hourly credit totals up to date now", rollup),
+                "expire": ("expire lots past their expiry and release holds past their timeout now", expire),
             },
         )
     )

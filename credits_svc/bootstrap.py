@@ -8,11 +8,13 @@ import grpc
 
 from billing.credits.v1 import credits_pb2_grpc
 from credits_svc.config import CreditsSettings
+from credits_svc.expiry import run_expiry
 from credits_svc.grpc_server import SERVICE_NAME, CreditsServicer
+from credits_svc.hold_service import HoldService
 from credits_svc.metrics import LedgerCheckRecord, LedgerCollector
 from credits_svc.models import idempotency_records
 from credits_svc.rollup import roll_up
-from credits_svc.service import CreditsService
+from credits_svc.service import CreditsService, new_transfer_id
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.server import GrpcService, PeriodicTask, ServiceDefinition
@@ -24,11 +26,12 @@ def build(settings: CreditsSettings) -> GrpcService:
     engine = open_database(settings, MIGRATIONS, "credits")
     idempotency = IdempotencyStore(idempotency_records)
     service = CreditsService(engine, idempotency)
+    holds = HoldService(engine, idempotency, new_transfer_id)
     checks = LedgerCheckRecord()
     ledger_check = PeriodicTask("check the ledger", settings.ledger_check_seconds, lambda: checks.run(engine))
 
     def register(server: grpc.aio.Server) -> None:
-        credits_pb2_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(service), server)
+        credits_pb2_grpc.add_CreditsServiceServicer_to_server(CreditsServicer(service, holds), server)
 
     return GrpcService(
         settings,
@@ -40,6 +43,12 @@ def build(settings: CreditsSettings) -> GrpcService:
                 idempotency_purge(idempotency, engine, settings),
                 # Safe on every replica at once: one claims the watermark, the others skip their turn.
                 PeriodicTask("roll up credit totals", settings.totals_rollup_seconds, lambda: roll_up(engine)),
+                # Safe on every replica at once: each wallet and hold is settled under its own row lock.
+                PeriodicTask(
+                    "expire credits and holds",
+                    settings.expiry_seconds,
+                    lambda: run_expiry(engine, holds, new_transfer_id),
+                ),
                 *([ledger_check] if settings.ledger_check_seconds else []),
             ],
             on_stop=engine.dispose,

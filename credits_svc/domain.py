@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from svckit.actors import ID_PATTERN
@@ -33,6 +33,18 @@ class TransferKind(enum.Enum):
     GRANT = "grant"
     SPEND = "spend"
     REVERSAL = "reversal"
+    # A lot's remainder, moved to the expiry account once the lot expired.
+    EXPIRY = "expiry"
+    # Credits reserved by a hold, moved to the held account.
+    HOLD = "hold"
+    # The captured part of a hold, from the held account to the spend account.
+    CAPTURE = "capture"
+    # What a hold gives back to the wallet when released (or captured in part).
+    RELEASE = "release"
+
+
+# What Reverse may move back: grants, spends, and captures (which are spends of held credits).
+REVERSIBLE_KINDS = frozenset({"grant", "spend", "capture"})
 
 
 class GrantSource(enum.Enum):
@@ -55,6 +67,10 @@ class SystemAccount(enum.StrEnum):
     PROMOTION = "system:promotion"
     ADJUSTMENT = "system:adjustment"
     SPEND = "system:spend"
+    # Credits that expired unused (breakage).
+    EXPIRED = "system:expired"
+    # Credits reserved by open holds.
+    HELD = "system:held"
 
 
 GRANT_ACCOUNTS: dict[GrantSource, SystemAccount] = {
@@ -141,6 +157,34 @@ def check_user_id(user_id: str) -> None:
     v.raise_if_any()
 
 
+MIN_PRIORITY, MAX_PRIORITY = 0, 100
+
+
+@dataclass(frozen=True)
+class LotTerms:
+    """What a grant says about the lot it opens (credits_svc.lots)."""
+
+    # 0 to 100, lower spent first; None: the category's default.
+    priority: int | None = None
+    expires_at: datetime | None = None
+    # What was paid for the whole lot, in minor units of `currency`.
+    value_minor: int = 0
+    currency: str | None = None
+
+    def check(self, v: Violations, now: datetime) -> None:
+        if self.priority is not None and not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+            v.add("priority", f"must be between {MIN_PRIORITY} and {MAX_PRIORITY}; lower is spent first")
+        if self.expires_at is not None and self.expires_at <= now:
+            v.add("expire_time", "must be in the future")
+        if self.value_minor < 0:
+            v.add("value_minor", "must not be negative")
+        currency = self.currency or ""
+        if self.value_minor and not (
+            len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.islower()
+        ):
+            v.add("currency", "required with value_minor: a three-letter lowercase ISO 4217 code")
+
+
 @dataclass(frozen=True)
 class GrantCredits:
     user_id: str
@@ -148,8 +192,9 @@ class GrantCredits:
     source: GrantSource | None
     reference: str
     description: str = ""
+    terms: LotTerms = LotTerms()
 
-    def validate(self) -> None:
+    def validate(self, now: datetime) -> None:
         v = Violations()
         _check_user_id(v, self.user_id)
         _check_amount(v, self.amount)
@@ -157,6 +202,7 @@ class GrantCredits:
             v.add("source", "required: purchase, subscription, promotion or adjustment")
         _check_reference(v, self.reference)
         _check_text(v, "description", self.description)
+        self.terms.check(v, now)
         v.raise_if_any()
 
 
@@ -199,6 +245,14 @@ class ReverseTransfer:
 
 
 @dataclass(frozen=True)
+class Draw:
+    """Credits a transfer took from (or, negative, gave back to) one lot."""
+
+    lot_id: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class Transfer:
     id: str
     kind: TransferKind
@@ -213,6 +267,8 @@ class Transfer:
     source: GrantSource | None = None
     reverses_transfer_id: str | None = None
     reversed_amount: int = 0
+    # The lots it took credits from (positive) or gave back to (negative), when read with them.
+    draws: tuple[Draw, ...] = ()
 
     @property
     def remaining(self) -> int:
@@ -240,8 +296,11 @@ class LedgerEntry:
 @dataclass(frozen=True)
 class Balance:
     user_id: str
+    # Spendable now: the wallet's lots that have not expired.
     balance: int
     updated_at: datetime | None
+    # Reserved by open holds: neither spendable nor gone yet.
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -285,6 +344,8 @@ class LedgerReport:
     mismatches: list[AccountMismatch]
     unbalanced_transfer_ids: list[str]
     negative_accounts: list[str]
+    # Lots or holds that disagree with the ledger (credits_svc.lot_store.LotRepository.check).
+    lot_problems: list[str] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -293,6 +354,7 @@ class LedgerReport:
             and not self.mismatches
             and not self.unbalanced_transfer_ids
             and not self.negative_accounts
+            and not self.lot_problems
         )
 
 
@@ -307,11 +369,15 @@ def plan_reversal(
 ) -> ReversalPlan:
     """How much of `original` to move back.
 
-    `wallet_balance` is the balance of the wallet the reversal takes credits from,
-    or None when it puts credits back into a wallet (reversing a spend).
+    `wallet_balance` is what the reversal can take back (the remainder of the grant's
+    lot), or None when it puts credits back into a wallet (reversing a spend).
     """
     if original.kind is TransferKind.REVERSAL:
         raise NotReversible(f"transfer {original.id} is a reversal; grant or spend again instead")
+    if original.kind.value not in REVERSIBLE_KINDS:
+        raise NotReversible(
+            f"transfer {original.id} is a {original.kind.value}; only grants, spends and captures reverse"
+        )
     remaining = original.remaining
     if requested is None and remaining == 0:
         raise NotReversible(f"transfer {original.id} has been reversed in full")
@@ -371,9 +437,11 @@ def credit_totals(amounts: dict[tuple[TransferKind, GrantSource | None], int], o
     by_source = {source: amounts.get((TransferKind.GRANT, source), 0) for source in GrantSource}
     return CreditTotals(
         granted=sum(by_source.values()),
-        spent=sum(amount for (kind, _), amount in amounts.items() if kind is TransferKind.SPEND),
+        spent=sum(
+            amount for (kind, _), amount in amounts.items() if kind in (TransferKind.SPEND, TransferKind.CAPTURE)
+        ),
         reversed=sum(amount for (kind, _), amount in amounts.items() if kind is TransferKind.REVERSAL),
-        expired=0,
+        expired=sum(amount for (kind, _), amount in amounts.items() if kind is TransferKind.EXPIRY),
         outstanding=outstanding,
         granted_by_source=by_source,
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.common.v1.money_pb2 import Money
 from billing.credits.v1 import credits_pb2 as pb
 from billing.credits.v1 import credits_pb2_grpc
-from credits_svc import domain
+from credits_svc import domain, lots
+from credits_svc.hold_service import HoldResult, HoldService
 from credits_svc.service import CreditsService
 from svckit.admin_pb import audit_to_pb
 from svckit.audit import AuditFilter
@@ -23,6 +26,21 @@ KIND_TO_PB = {
     domain.TransferKind.GRANT: pb.TRANSFER_KIND_GRANT,
     domain.TransferKind.SPEND: pb.TRANSFER_KIND_SPEND,
     domain.TransferKind.REVERSAL: pb.TRANSFER_KIND_REVERSAL,
+    domain.TransferKind.EXPIRY: pb.TRANSFER_KIND_EXPIRY,
+    domain.TransferKind.HOLD: pb.TRANSFER_KIND_HOLD,
+    domain.TransferKind.CAPTURE: pb.TRANSFER_KIND_CAPTURE,
+    domain.TransferKind.RELEASE: pb.TRANSFER_KIND_RELEASE,
+}
+CATEGORY_TO_PB = {
+    lots.LotCategory.PAID: pb.LOT_CATEGORY_PAID,
+    lots.LotCategory.SUBSCRIPTION: pb.LOT_CATEGORY_SUBSCRIPTION,
+    lots.LotCategory.PROMOTIONAL: pb.LOT_CATEGORY_PROMOTIONAL,
+}
+HOLD_STATUS_TO_PB = {
+    lots.HoldStatus.OPEN: pb.HOLD_STATUS_OPEN,
+    lots.HoldStatus.CAPTURED: pb.HOLD_STATUS_CAPTURED,
+    lots.HoldStatus.RELEASED: pb.HOLD_STATUS_RELEASED,
+    lots.HoldStatus.EXPIRED: pb.HOLD_STATUS_EXPIRED,
 }
 SOURCE_TO_PB = {
     domain.GrantSource.PURCHASE: pb.GRANT_SOURCE_PURCHASE,
@@ -92,7 +110,52 @@ def transfer_to_pb(t: domain.Transfer) -> pb.Transfer:
         reversed_amount=t.reversed_amount,
         actor=t.actor,
         create_time=_timestamp(t.created_at),
+        draws=_draws_to_pb(t.draws),
     )
+
+
+def _draws_to_pb(draws: Iterable[domain.Draw]) -> list[pb.LotDraw]:
+    return [pb.LotDraw(lot_id=d.lot_id, amount=d.amount) for d in draws]
+
+
+def _money(amounts: dict[str, int]) -> list[Money]:
+    return [Money(currency=currency, amount_minor=amount) for currency, amount in sorted(amounts.items())]
+
+
+def lot_to_pb(lot: lots.Lot, now: datetime) -> pb.Lot:
+    message = pb.Lot(
+        id=lot.id,
+        user_id=lot.user_id,
+        category=CATEGORY_TO_PB[lot.category],
+        priority=lot.priority,
+        amount=lot.amount,
+        remaining=lot.remaining,
+        create_time=_timestamp(lot.created_at),
+        expired=lot.is_expired(now),
+    )
+    if lot.expires_at is not None:
+        message.expire_time.CopyFrom(_timestamp(lot.expires_at))
+    if lot.currency:
+        message.value.CopyFrom(Money(currency=lot.currency, amount_minor=lot.value_minor))
+    return message
+
+
+def hold_to_pb(hold: lots.Hold, draws: Iterable[domain.Draw]) -> pb.Hold:
+    message = pb.Hold(
+        id=hold.id,
+        user_id=hold.user_id,
+        amount=hold.amount,
+        captured=hold.captured,
+        status=HOLD_STATUS_TO_PB[hold.status],
+        reference=hold.reference,
+        description=hold.description,
+        expire_time=_timestamp(hold.expires_at),
+        create_time=_timestamp(hold.created_at),
+        draws=_draws_to_pb(draws),
+    )
+    if hold.settled_at is not None:
+        message.settle_time.CopyFrom(_timestamp(hold.settled_at))
+    return message
 
 
 def entry_to_pb(e: domain.LedgerEntry) -> pb.LedgerEntry:
@@ -114,12 +177,13 @@ def _serialize(message: Any) -> bytes:
 
 
 class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
-    def __init__(self, service: CreditsService) -> None:
+    def __init__(self, service: CreditsService, holds: HoldService) -> None:
         self.service = service
+        self.holds = holds
 
     async def GetBalance(self, request: pb.GetBalanceRequest, context: Any) -> pb.GetBalanceResponse:
         balance = await in_thread(self.service.get_balance, current_call().actor, request.user_id)
-        response = pb.GetBalanceResponse(user_id=balance.user_id, balance=balance.balance)
+        response = pb.GetBalanceResponse(user_id=balance.user_id, balance=balance.balance, held=balance.held)
         if balance.updated_at is not None:
             response.update_time.CopyFrom(_timestamp(balance.updated_at))
         return response
@@ -151,6 +215,12 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             source=SOURCE_FROM_PB.get(request.source),
             reference=request.reference,
             description=request.description,
+            terms=domain.LotTerms(
+                priority=request.priority if request.HasField("priority") else None,
+                expires_at=_moment(request, "expire_time"),
+                value_minor=request.value.amount_minor,
+                currency=request.value.currency or None,
+            ),
         )
 
         def encode(result: domain.TransferResult) -> bytes:
@@ -258,4 +328,80 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             ],
             unbalanced_transfer_ids=report.unbalanced_transfer_ids,
             negative_accounts=report.negative_accounts,
+            lot_problems=report.lot_problems,
+        )
+
+    async def ListLots(self, request: pb.ListLotsRequest, context: Any) -> pb.ListLotsResponse:
+        found = await in_thread(self.service.list_lots, current_call().actor, request.user_id)
+        now = self.service.clock()
+        return pb.ListLotsResponse(lots=[lot_to_pb(lot, now) for lot in found])
+
+    async def Hold(self, request: pb.HoldRequest, context: Any) -> pb.HoldResponse:
+        call = current_call()
+        cmd = lots.PlaceHold(
+            user_id=request.user_id,
+            amount=request.amount,
+            reference=request.reference,
+            description=request.description,
+            timeout=timedelta(seconds=request.timeout_seconds or lots.DEFAULT_HOLD_SECONDS),
+        )
+
+        def encode(result: HoldResult) -> bytes:
+            return _serialize(
+                pb.HoldResponse(hold=hold_to_pb(result.hold, result.draws), balance=result.balance, held=result.held)
+            )
+
+        outcome = await in_thread(self.holds.place, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.HoldResponse.FromString(outcome.response)
+
+    async def CaptureHold(self, request: pb.CaptureHoldRequest, context: Any) -> pb.CaptureHoldResponse:
+        call = current_call()
+        cmd = lots.CaptureHold(request.hold_id, request.amount if request.HasField("amount") else None)
+
+        def encode(result: HoldResult) -> bytes:
+            return _serialize(
+                pb.CaptureHoldResponse(
+                    hold=hold_to_pb(result.hold, result.draws), balance=result.balance, held=result.held
+                )
+            )
+
+        outcome = await in_thread(self.holds.capture, call.actor, cmd, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.CaptureHoldResponse.FromString(outcome.response)
+
+    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: Any) -> pb.ReleaseHoldResponse:
+        call = current_call()
+
+        def encode(result: HoldResult) -> bytes:
+            return _serialize(
+                pb.ReleaseHoldResponse(
+                    hold=hold_to_pb(result.hold, result.draws), balance=result.balance, held=result.held
+                )
+            )
+
+        outcome = await in_thread(self.holds.release, call.actor, request.hold_id, call.idempotent(request), encode)
+        call.mark_replayed(outcome.replayed)
+        return pb.ReleaseHoldResponse.FromString(outcome.response)
+
+    async def GetHold(self, request: pb.GetHoldRequest, context: Any) -> pb.GetHoldResponse:
+        hold, draws = await in_thread(self.holds.get, current_call().actor, request.hold_id)
+        return pb.GetHoldResponse(hold=hold_to_pb(hold, draws))
+
+    async def GetLiability(self, request: pb.GetLiabilityRequest, context: Any) -> pb.GetLiabilityResponse:
+        liability = await in_thread(self.service.liability, current_call().actor, request.breakage_months)
+        return pb.GetLiabilityResponse(
+            categories=[
+                pb.CategoryLiability(
+                    category=CATEGORY_TO_PB[c.category], credits=c.credits, held=c.held, value=_money(c.value_minor)
+                )
+                for c in liability.by_category
+            ],
+            breakage=[
+                pb.MonthlyBreakage(
+                    month=b.month, category=CATEGORY_TO_PB[b.category], credits=b.credits, value=_money(b.value_minor)
+                )
+                for b in liability.breakage
+            ],
+            deferred_revenue=_money(liability.deferred_revenue_minor),
         )

@@ -35,6 +35,8 @@ from svckit.audit import audit_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 
+TRANSFER_KINDS = "'grant', 'spend', 'reversal', 'expiry', 'hold', 'capture', 'release'"
+
 # SQLite makes only INTEGER PRIMARY KEY an auto-incrementing rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -80,7 +82,7 @@ class Transfer(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (
-        CheckConstraint("kind IN ('grant', 'spend', 'reversal')", name="kind"),
+        CheckConstraint(f"kind IN ({TRANSFER_KINDS})", name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("from_account <> to_account", name="distinct_accounts"),
         CheckConstraint("reversed_amount >= 0 AND reversed_amount <= amount", name="reversed_within_amount"),
@@ -108,6 +110,81 @@ class LedgerEntry(Base):
         CheckConstraint("balance_after IS NULL OR balance_after >= 0", name="balance_after_not_negative"),
         UniqueConstraint("transfer_id", "account"),
         Index(None, "account", "id"),
+    )
+
+
+class CreditLot(Base):
+    """The credits one grant put into a wallet, and what is left of them (credits_svc.lots)."""
+
+    __tablename__ = "credit_lots"
+
+    # The grant's transfer id (or, for credits held before lots existed, an opening lot's id).
+    id: Mapped[str] = mapped_column(String(35), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    value_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expired_amount: Mapped[int] = mapped_column(BigInteger)
+    expired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("category IN ('paid', 'subscription', 'promotional')", name="category"),
+        CheckConstraint("priority BETWEEN 0 AND 100", name="priority"),
+        CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
+        CheckConstraint("expired_amount >= 0 AND expired_amount <= amount", name="expired_within_amount"),
+        CheckConstraint("value_minor >= 0", name="value_not_negative"),
+        Index(None, "user_id"),
+        # The expiry job's queue: lots past their expiry that still hold credits.
+        Index("ix_credit_lots_due", "expires_at", postgresql_where="remaining > 0", sqlite_where="remaining > 0"),
+        Index(None, "expired_at"),
+    )
+
+
+class LotMovement(Base):
+    """A transfer's change to one lot's remaining credits: negative takes, positive gives back."""
+
+    __tablename__ = "lot_movements"
+
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("credit_lots.id"), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # Order of drawing within the transfer (a partial capture or reversal follows it).
+    position: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_nonzero"), Index(None, "lot_id"))
+
+
+class CreditHold(Base):
+    """Credits reserved by `Hold`, until captured, released, or released at their timeout."""
+
+    __tablename__ = "credit_holds"
+
+    id: Mapped[str] = mapped_column(String(35), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    hold_transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"))
+    capture_transfer_id: Mapped[str | None] = mapped_column(ForeignKey("transfers.id"))
+    release_transfer_id: Mapped[str | None] = mapped_column(ForeignKey("transfers.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'captured', 'released', 'expired')", name="status"),
+        CheckConstraint("amount > 0 AND captured >= 0 AND captured <= amount", name="captured_within_amount"),
+        CheckConstraint("(status = 'open') = (settled_at IS NULL)", name="settled_when_not_open"),
+        Index(None, "user_id", "status"),
+        # The expiry job's queue of holds to release at their timeout.
+        Index("ix_credit_holds_due", "expires_at", postgresql_where="status = 'open'", sqlite_where="status = 'open'"),
     )
 
 
@@ -146,3 +223,6 @@ ledger_entries = cast(Table, LedgerEntry.__table__)
 hourly_totals = cast(Table, HourlyTotal.__table__)
 rollup_state = cast(Table, RollupState.__table__)
 audit_records = audit_table(metadata)
+credit_lots = cast(Table, CreditLot.__table__)
+lot_movements = cast(Table, LotMovement.__table__)
+credit_holds = cast(Table, CreditHold.__table__)

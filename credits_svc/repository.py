@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, case, func, insert, literal, or_, select, update
 
 from credits_svc import domain
+from credits_svc.lot_store import LotRepository
 from credits_svc.models import accounts, hourly_totals, ledger_entries, rollup_state, transfers
 from svckit.db import dialect_insert_for
 
@@ -95,7 +96,8 @@ class RolledTransfer:
     source: str | None
     amount: int
     created_at: datetime
-    into_wallet: bool
+    # What it changed in wallets: +amount into one, -amount out of one, 0 between system accounts.
+    wallet_delta: int
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -109,6 +111,13 @@ def ceil_hour(moment: datetime) -> datetime:
 
 def _key(kind: str, source: str | None) -> tuple[domain.TransferKind, domain.GrantSource | None]:
     return domain.TransferKind(kind), domain.GrantSource(source) if source else None
+
+
+def _wallet_delta() -> Any:
+    """A transfer's change to the credits in wallets (holds and captures move none between wallets and back)."""
+    t = transfers.c
+    wallet = domain.WALLET_PREFIX + "%"
+    return case((t.to_account.like(wallet), t.amount), (t.from_account.like(wallet), -t.amount), else_=0)
 
 
 @functools.cache
@@ -327,9 +336,7 @@ class LedgerRepository:
                 t.c.kind,
                 t.c.source,
                 func.sum(case((in_range, t.c.amount), else_=0)).label("amount"),
-                func.sum(case((e.c.account.like(domain.WALLET_PREFIX + "%"), t.c.amount), else_=-t.c.amount)).label(
-                    "net"
-                ),
+                func.sum(_wallet_delta()).label("net"),
             )
             .select_from(e.join(t, t.c.id == e.c.transfer_id))
             .where(e.c.id > after_entry_id, e.c.amount > 0)
@@ -351,12 +358,12 @@ class LedgerRepository:
     def transfers_to_roll_up(self, after_entry_id: int, upto_entry_id: int) -> list[RolledTransfer]:
         e, t = ledger_entries, transfers
         stmt = (
-            select(t.c.kind, t.c.source, t.c.amount, t.c.created_at, e.c.account)
+            select(t.c.kind, t.c.source, t.c.amount, t.c.created_at, _wallet_delta().label("wallet_delta"))
             .select_from(e.join(t, t.c.id == e.c.transfer_id))
             .where(e.c.id > after_entry_id, e.c.id <= upto_entry_id, e.c.amount > 0)
         )
         return [
-            RolledTransfer(row.kind, row.source, row.amount, row.created_at, domain.is_wallet(row.account))
+            RolledTransfer(row.kind, row.source, row.amount, row.created_at, int(row.wallet_delta))
             for row in self.conn.execute(stmt)
         ]
 
@@ -415,6 +422,7 @@ class LedgerRepository:
         ]
         transfers_checked = int(self.conn.execute(select(func.count()).select_from(t)).scalar_one())
         return domain.LedgerReport(
+            lot_problems=LotRepository(self.conn).check(),
             accounts_checked=len(rows),
             transfers_checked=transfers_checked,
             total_balance=total,

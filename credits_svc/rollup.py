@@ -114,7 +114,7 @@ def _step(conn: Connection, step_entry_ids: int, wait_seconds: float) -> _Step:
         key = (floor_hour(transfer.created_at), transfer.kind, transfer.source or "")
         amounts[key] += transfer.amount
         counts[key] += 1
-        net += transfer.amount if transfer.into_wallet else -transfer.amount
+        net += transfer.wallet_delta
     repo.add_hourly_totals(
         {"hour": hour, "kind": kind, "source": source, "amount": amount, "count": counts[hour, kind, source]}
         for (hour, kind, source), amount in sorted(amounts.items())

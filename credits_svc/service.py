@@ -4,34 +4,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from credits_svc import domain
+from credits_svc import domain, lots
+from credits_svc.lot_store import Liability, LotRepository
 from credits_svc.models import audit_records
 from credits_svc.repository import LedgerRepository
+from credits_svc.wallet import Wallet
 from svckit.actors import Actor
 from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
 from svckit.clock import utc_now
 from svckit.db import run_transaction
-from svckit.errors import Aborted, InvalidArgument
+from svckit.errors import Aborted, FieldViolation, InvalidArgument
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
 from svckit.pagination import clamp_page_size, take_page
 
 R = TypeVar("R")
+MAX_BREAKAGE_MONTHS = 120
+
+
+def first_of_month(now: datetime, months: int) -> datetime:
+    """Midnight UTC on the first day of the month `months - 1` months before now's (the current month counts)."""
+    index = now.year * 12 + now.month - 1 - (months - 1)
+    return now.replace(year=index // 12, month=index % 12 + 1, day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def new_transfer_id() -> str:
     return "tr_" + uuid.uuid4().hex
-
-
-def _record(repo: LedgerRepository, transfer: domain.Transfer, balance: int) -> domain.TransferResult:
-    """Write the transfer and its entries; a reference already used aborts the whole transaction."""
-    if not repo.add_transfer(transfer, balance):
-        raise domain.DuplicateReference(transfer.reference)
-    return domain.TransferResult(transfer, balance)
 
 
 class CreditsService:
@@ -55,7 +58,14 @@ class CreditsService:
     def get_balance(self, actor: Actor, user_id: str) -> domain.Balance:
         domain.check_user_id(user_id)
         actor.require_access_to_user(user_id)
-        return self._read(lambda repo: repo.balance(user_id))
+        now = self.clock()
+
+        def read(conn: Connection) -> domain.Balance:
+            stored, store = LedgerRepository(conn).balance(user_id), LotRepository(conn)
+            spendable = stored.balance - store.expired_unswept(user_id, now)
+            return replace(stored, balance=spendable, held=store.held(user_id))
+
+        return run_transaction(self.engine, read, read_only=True, snapshot=True)
 
     def list_entries(self, actor: Actor, user_id: str, page_size: int, before_id: int | None) -> domain.EntriesPage:
         domain.check_user_id(user_id)
@@ -75,7 +85,8 @@ class CreditsService:
         if found is None:
             raise domain.TransferNotFound(transfer_id or f"with reference {reference!r}")
         actor.require_access_to_user(found.user_id)
-        return found
+        moved = run_transaction(self.engine, lambda conn: LotRepository(conn).movements(found.id), read_only=True)
+        return replace(found, draws=tuple(domain.Draw(d.lot_id, -d.amount) for d in moved))
 
     def check_ledger(self, actor: Actor) -> domain.LedgerReport:
         actor.require_privileged("check the ledger")
@@ -127,6 +138,28 @@ class CreditsService:
         page, last = take_page(rows, limit)
         return page, (last.created_at, last.id) if last else None
 
+    def list_lots(self, actor: Actor, user_id: str) -> list[lots.Lot]:
+        """The wallet's lots that still hold credits, in the order a spend consumes them."""
+        domain.check_user_id(user_id)
+        actor.require_access_to_user(user_id)
+        now = self.clock()
+        found = run_transaction(
+            self.engine, lambda conn: LotRepository(conn).list_lots(user_id, with_empty=False), read_only=True
+        )
+        return sorted(found, key=lambda lot: (lot.is_expired(now), lots.consumption_key(lot)))
+
+    def liability(self, actor: Actor, breakage_months: int) -> Liability:
+        """Outstanding credits by category with their value, breakage per month, deferred revenue."""
+        actor.require_privileged("read the credit liability")
+        if not 0 <= breakage_months <= MAX_BREAKAGE_MONTHS:
+            raise InvalidArgument.from_violations(
+                [FieldViolation("breakage_months", f"must be between 0 and {MAX_BREAKAGE_MONTHS}; 0 means 12")]
+            )
+        since = first_of_month(self.clock(), breakage_months or 12)
+        return run_transaction(
+            self.engine, lambda conn: LotRepository(conn).liability(since), read_only=True, snapshot=True
+        )
+
     # --- mutations --------------------------------------------------------------------
 
     def grant(
@@ -136,28 +169,13 @@ class CreditsService:
         call: IdempotentCall,
         encode: Callable[[domain.TransferResult], bytes],
     ) -> Outcome:
-        cmd.validate()
+        cmd.validate(self.clock())
         actor.require_privileged("grant credits")
         source = cmd.source
         assert source is not None  # validated
 
         def effect(conn: Connection) -> domain.TransferResult:
-            repo, now = LedgerRepository(conn), self.clock()
-            balance = repo.credit_wallet(cmd.user_id, cmd.amount, now)
-            transfer = domain.Transfer(
-                id=self.new_id(),
-                kind=domain.TransferKind.GRANT,
-                amount=cmd.amount,
-                user_id=cmd.user_id,
-                from_account=domain.GRANT_ACCOUNTS[source],
-                to_account=domain.wallet_account(cmd.user_id),
-                source=source,
-                reference=cmd.reference,
-                description=cmd.description,
-                actor=str(actor),
-                created_at=now,
-            )
-            result = _record(repo, transfer, balance)
+            result = self._wallet(conn, cmd.user_id, actor).grant(cmd)
             if is_audited(actor):
                 self.audit.record(
                     conn,
@@ -181,23 +199,11 @@ class CreditsService:
         actor.require_access_to_user(cmd.user_id)
 
         def effect(conn: Connection) -> domain.TransferResult:
-            repo, now = LedgerRepository(conn), self.clock()
-            balance = repo.debit_wallet(cmd.user_id, cmd.amount, now)
-            if balance is None:
-                raise domain.InsufficientCredits(cmd.user_id, cmd.amount)
-            transfer = domain.Transfer(
-                id=self.new_id(),
-                kind=domain.TransferKind.SPEND,
-                amount=cmd.amount,
-                user_id=cmd.user_id,
-                from_account=domain.wallet_account(cmd.user_id),
-                to_account=domain.SystemAccount.SPEND,
-                reference=cmd.reference,
-                description=cmd.description,
-                actor=str(actor),
-                created_at=now,
+            wallet = self._wallet(conn, cmd.user_id, actor)
+            transfer, draws = wallet.take(
+                domain.TransferKind.SPEND, cmd.amount, domain.SystemAccount.SPEND, cmd.reference, cmd.description
             )
-            return _record(repo, transfer, balance)
+            return domain.TransferResult(replace(transfer, draws=tuple(draws)), wallet.balance)
 
         return self.idempotency.execute_once(self.engine, call, effect, encode)
 
@@ -212,51 +218,46 @@ class CreditsService:
         actor.require_privileged("reverse a transfer")
 
         def effect(conn: Connection) -> domain.ReversalResult:
-            repo, now = LedgerRepository(conn), self.clock()
-            original = repo.get_transfer(cmd.transfer_id, lock=True)
+            original = LedgerRepository(conn).get_transfer(cmd.transfer_id, lock=True)
             if original is None:
                 raise domain.TransferNotFound(cmd.transfer_id)
-            takes_from_wallet = original.wallet_is_debited_on_reversal
-            wallet_balance = repo.lock_wallet_balance(original.user_id) if takes_from_wallet else None
-            plan = domain.plan_reversal(original, cmd.amount, wallet_balance, cmd.policy)
-            if plan.amount == 0:
-                return domain.ReversalResult(None, wallet_balance or 0, plan.shortfall, original.remaining)
-            if not repo.add_reversed(original.id, plan.amount):
-                raise Aborted("the transfer was reversed concurrently; retry")
-            if takes_from_wallet:
-                balance = repo.debit_wallet(original.user_id, plan.amount, now)
-                if balance is None:
-                    raise domain.InsufficientCredits(original.user_id, plan.amount)
+            wallet = self._wallet(conn, original.user_id, actor)
+            if original.wallet_is_debited_on_reversal:
+                result = wallet.take_back_grant(original, cmd.amount, cmd.reference, cmd.reason, cmd.policy)
             else:
-                balance = repo.credit_wallet(original.user_id, plan.amount, now)
-            transfer = domain.Transfer(
-                id=self.new_id(),
-                kind=domain.TransferKind.REVERSAL,
-                amount=plan.amount,
-                user_id=original.user_id,
-                from_account=original.to_account,
-                to_account=original.from_account,
-                source=original.source,
-                reference=cmd.reference,
-                description=cmd.reason,
-                reverses_transfer_id=original.id,
-                actor=str(actor),
-                created_at=now,
-            )
-            _record(repo, transfer, balance)
-            if is_audited(actor):
+                plan = domain.plan_reversal(original, cmd.amount, None, cmd.policy)
+                if not wallet.ledger.add_reversed(original.id, plan.amount):
+                    raise Aborted("the transfer was reversed concurrently; retry")
+                transfer = wallet.return_spend(
+                    original, self._drawn_by(wallet, original), plan.amount, cmd.reference, cmd.reason
+                )
+                result = domain.ReversalResult(transfer, wallet.balance, 0, original.remaining - plan.amount)
+            if is_audited(actor) and result.transfer is not None:
                 self.audit.record(
                     conn,
                     actor=actor,
                     action="credits.reverse",
                     target=f"transfer:{original.id}",
-                    detail=f"reversed {plan.amount} credits"
-                    + (f" (shortfall {plan.shortfall})" if plan.shortfall else "")
+                    detail=f"reversed {result.transfer.amount} credits"
+                    + (f" (shortfall {result.shortfall})" if result.shortfall else "")
                     + f", reason {cmd.reason!r}",
                 )
-            return domain.ReversalResult(transfer, balance, plan.shortfall, original.remaining - plan.amount)
+            return result
 
         return self.idempotency.execute_once(self.engine, call, effect, encode)
+
+    @staticmethod
+    def _drawn_by(wallet: Wallet, original: domain.Transfer) -> list[domain.Draw]:
+        """The lots a spend (or a capture, through its hold) drew from, in drawing order."""
+        if original.kind is domain.TransferKind.CAPTURE:
+            hold = wallet.lots.hold_of_capture(original.id)
+            drawn = [domain.Draw(d.lot_id, -d.amount) for d in wallet.lots.movements(hold.hold_transfer_id)]
+            captured, _ = lots.split_capture(drawn, hold.captured)
+            return captured
+        return [domain.Draw(d.lot_id, -d.amount) for d in wallet.lots.movements(original.id)]
+
+    def _wallet(self, conn: Connection, user_id: str, actor: Actor | str) -> Wallet:
+        return Wallet(conn, user_id, self.clock(), self.new_id, str(actor))
 
     def _read(self, query: Callable[[LedgerRepository], R]) -> R:
         return run_transaction(self.engine, lambda conn: query(LedgerRepository(conn)), read_only=True)

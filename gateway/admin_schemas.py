@@ -32,6 +32,16 @@ TRANSFER_KINDS: dict[TransferKind, credits_pb2.TransferKind.ValueType] = {
     "grant": credits_pb2.TRANSFER_KIND_GRANT,
     "spend": credits_pb2.TRANSFER_KIND_SPEND,
     "reversal": credits_pb2.TRANSFER_KIND_REVERSAL,
+    "expiry": credits_pb2.TRANSFER_KIND_EXPIRY,
+    "hold": credits_pb2.TRANSFER_KIND_HOLD,
+    "capture": credits_pb2.TRANSFER_KIND_CAPTURE,
+    "release": credits_pb2.TRANSFER_KIND_RELEASE,
+}
+LotCategory = Literal["paid", "subscription", "promotional"]
+CATEGORY_NAMES: dict[credits_pb2.LotCategory.ValueType, LotCategory] = {
+    credits_pb2.LOT_CATEGORY_PAID: "paid",
+    credits_pb2.LOT_CATEGORY_SUBSCRIPTION: "subscription",
+    credits_pb2.LOT_CATEGORY_PROMOTIONAL: "promotional",
 }
 STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
 
@@ -232,6 +242,52 @@ class CreditFigures(Body):
         )
 
 
+class CategoryLiability(Body):
+    category: LotCategory
+    credits: int = Field(description="Credits of this category in wallets, not spent yet.")
+    held: int = Field(description="Credits of this category reserved by open holds.")
+    value: list[Money] = Field(description="What credits + held cost, per currency (from what each lot was paid).")
+
+
+class MonthlyBreakage(Body):
+    month: str = Field(description="YYYY-MM, UTC.")
+    category: LotCategory
+    credits: int = Field(description="Credits that expired unused in that month.")
+    value: list[Money] = Field(description="What those credits cost, per currency.")
+
+
+class CreditLiability(Body):
+    """Outstanding credits now (whatever the range) and breakage over the last 12 months."""
+
+    categories: list[CategoryLiability]
+    breakage: list[MonthlyBreakage] = Field(description="The last 12 months, oldest first; empty months left out.")
+    deferred_revenue: list[Money] = Field(description="Money paid for credits not spent yet, per currency.")
+
+    @classmethod
+    def from_pb(cls, r: credits_pb2.GetLiabilityResponse) -> CreditLiability:
+        return cls(
+            categories=[
+                CategoryLiability(
+                    category=CATEGORY_NAMES[c.category],
+                    credits=c.credits,
+                    held=c.held,
+                    value=[Money.from_pb(m) for m in c.value],
+                )
+                for c in r.categories
+            ],
+            breakage=[
+                MonthlyBreakage(
+                    month=b.month,
+                    category=CATEGORY_NAMES[b.category],
+                    credits=b.credits,
+                    value=[Money.from_pb(m) for m in b.value],
+                )
+                for b in r.breakage
+            ],
+            deferred_revenue=[Money.from_pb(m) for m in r.deferred_revenue],
+        )
+
+
 class RangeBody(Body):
     since: str
     until: str
@@ -242,6 +298,7 @@ class FinancialDashboard(Body):
     revenue: Revenue | None = Field(description="Null when the Payments service did not answer in time.")
     subscriptions: SubscriptionFigures | None = Field(description="Null when Subscriptions did not answer.")
     credits: CreditFigures | None = Field(description="Null when Credits did not answer.")
+    liability: CreditLiability | None = Field(description="Null when Credits did not answer.")
     missing: list[ServiceName] = Field(description="The services whose figures are missing; empty when complete.")
 
 

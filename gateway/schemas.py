@@ -31,13 +31,17 @@ UserId = Annotated[
     ),
 ]
 UtcTime = Annotated[datetime, Field(description="ISO-8601, UTC.")]
-TransferKind = Literal["grant", "spend", "reversal"]
+TransferKind = Literal["grant", "spend", "reversal", "expiry", "hold", "capture", "release"]
 GrantSource = Literal["purchase", "subscription", "promotion", "adjustment"]
 
 KIND_NAMES: dict[pb.TransferKind.ValueType, TransferKind] = {
     pb.TRANSFER_KIND_GRANT: "grant",
     pb.TRANSFER_KIND_SPEND: "spend",
     pb.TRANSFER_KIND_REVERSAL: "reversal",
+    pb.TRANSFER_KIND_EXPIRY: "expiry",
+    pb.TRANSFER_KIND_HOLD: "hold",
+    pb.TRANSFER_KIND_CAPTURE: "capture",
+    pb.TRANSFER_KIND_RELEASE: "release",
 }
 SOURCE_NAMES: dict[pb.GrantSource.ValueType, GrantSource] = {
     pb.GRANT_SOURCE_PURCHASE: "purchase",
@@ -127,7 +131,8 @@ class ProblemDetails(Body):
 
 class Balance(Body):
     user_id: str
-    balance: int = Field(description="Whole credits.")
+    balance: int = Field(description="Whole credits spendable now (credits past their expiry are not).")
+    held: int = Field(description="Whole credits reserved by open holds: not spendable, not spent yet.")
     updated_at: UtcTime | None = Field(description="Last movement; null when the wallet never moved.")
 
     @classmethod
@@ -135,6 +140,7 @@ class Balance(Body):
         return cls(
             user_id=response.user_id,
             balance=response.balance,
+            held=response.held,
             updated_at=_utc(response.update_time) if response.HasField("update_time") else None,
         )
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import grpc
 from sqlalchemy import Connection
 
+from billing.common.v1.money_pb2 import Money
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from payments_svc.repository import PaymentsRepository
 from svckit.outbox import AfterSent, Handler, Message, PermanentFailure
@@ -55,6 +56,8 @@ class CreditsRelay:
             reference=payload["reference"],
             description=payload["description"],
         )
+        if payload.get("currency"):  # messages enqueued before lots carried a value have none
+            request.value.CopyFrom(Money(currency=payload["currency"], amount_minor=int(payload["value_minor"])))
         try:
             await self.stub.Grant(request, metadata=self._metadata(message.key), timeout=self.target.deadline_seconds)
         except grpc.aio.AioRpcError as error:

@@ -575,6 +575,9 @@ class PaymentsService:
                     "credits": payment.credits,
                     "reference": domain.grant_reference(payment.id),
                     "description": f"{payment.credits} credits bought ({payment.package_id})",
+                    # What the lot cost, for the credit liability and deferred revenue.
+                    "value_minor": payment.amount_minor,
+                    "currency": payment.currency,
                 },
             )
         if effects.reverse is not None:

@@ -333,9 +333,18 @@ class StripeEventHandler:
                     f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}"
                 ),
                 "subscription_id": sub.id,
+                # Period credits of a plan that does not roll them over expire when the period ends.
+                "expire_time": None if self._rolls_over(price.plan_id) else invoice.period_end.isoformat(),
+                "value_minor": invoice.amount_paid,
+                "currency": invoice.currency or sub.currency,
             },
         )
         return True, f"invoice {invoice.stripe_invoice_id}: {due.credits} credits ({due.kind})"
+
+    def _rolls_over(self, plan_id: str) -> bool:
+        """Whether the plan keeps unspent period credits; a plan gone from the catalog keeps them."""
+        plan = self.catalog.plan(plan_id)
+        return plan is None or plan.credits_roll_over
 
     def _notify(self, conn: Connection, sub: domain.Subscription, facts: EventFacts) -> str:
         notice = facts.notice

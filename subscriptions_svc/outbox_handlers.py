@@ -9,10 +9,11 @@ id is the message key: the mailer delivers it once.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
+from billing.common.v1.money_pb2 import Money
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from subscriptions_svc.event_handler import GRANT, NOTIFY
 from subscriptions_svc.notifications import Notice, NoticeKind, compose
@@ -21,6 +22,9 @@ from svckit.errors import BillingError, Unavailable
 from svckit.mail import Email, Mailer, MailRefused, MailUnavailable
 from svckit.outbox import AfterSent, Handler, Message, PermanentFailure
 from svckit.service_client import PERMANENT, ServiceTarget, call_metadata, channel_options
+
+# How long period credits stay spendable when their grant reaches Credits after the period ended.
+EXPIRY_GRACE = timedelta(hours=1)
 
 
 class OutboxHandlers:
@@ -52,6 +56,14 @@ class OutboxHandlers:
             reference=payload["reference"],
             description=payload["description"],
         )
+        # Messages enqueued before lots carried terms have neither.
+        if payload.get("expire_time"):
+            # Credits must expire in the future: a grant sent after its period ended (an outage,
+            # a re-drive) still gets EXPIRY_GRACE to be spent rather than being refused for good.
+            expires = max(datetime.fromisoformat(payload["expire_time"]), datetime.now(UTC) + EXPIRY_GRACE)
+            request.expire_time.FromDatetime(expires)
+        if payload.get("value_minor") and payload.get("currency"):
+            request.value.CopyFrom(Money(currency=payload["currency"], amount_minor=int(payload["value_minor"])))
         try:
             await self.stub.Grant(
                 request,

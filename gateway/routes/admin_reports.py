@@ -31,6 +31,7 @@ from gateway.admin_schemas import (
     AuditQuery,
     AuditRecord,
     CreditFigures,
+    CreditLiability,
     DateRange,
     FinancialDashboard,
     RangeBody,
@@ -147,7 +148,7 @@ def operations(backends: Backends, verifier: TokenVerifier) -> list[Operation]:
         window = {"since": stamp(since), "until": stamp(until)}
         missing: list[str] = []
         by = caller(who)
-        revenue, subs, credits = await asyncio.gather(
+        revenue, subs, credits, liability = await asyncio.gather(
             part(
                 "payments",
                 backends.call(backends.payments.GetRevenueSummary, payments_pb2.GetRevenueSummaryRequest(**window), by),
@@ -167,13 +168,19 @@ def operations(backends: Backends, verifier: TokenVerifier) -> list[Operation]:
                 backends.call(backends.credits.GetCreditTotals, credits_pb2.GetCreditTotalsRequest(**window), by),
                 missing,
             ),
+            part(
+                "credits",
+                backends.call(backends.credits.GetLiability, credits_pb2.GetLiabilityRequest(), by),
+                missing,
+            ),
         )
         body = FinancialDashboard(
             range=RangeBody(since=since.date().isoformat(), until=until.date().isoformat()),
             revenue=Revenue.from_pb(revenue.message) if revenue else None,
             subscriptions=SubscriptionFigures.from_pb(subs.message) if subs else None,
             credits=CreditFigures.from_pb(credits.message) if credits else None,
-            missing=sorted(missing),  # type: ignore[arg-type]
+            liability=CreditLiability.from_pb(liability.message) if liability else None,
+            missing=sorted(set(missing)),  # type: ignore[arg-type]
         )
         return json_response(body)
 

@@ -155,6 +155,23 @@ async function start() {
     } else {
       groups.push(unavailable("Credits", "figures-credits"));
     }
+    if (data.liability) {
+      const l = data.liability;
+      const values = (/** @type {Money[]} */ list) => list.length ? list.map((m) => formatMoney(m.amount_minor, m.currency)).join(" + ") : "none";
+      groups.push(h("div", { class: "figure-group", id: "figures-liability" }, h("h3", {}, "Credit liability (now)"),
+        h("div", { class: "figure-row" },
+          ...l.categories.map((c) => figure(`Outstanding: ${humanize(c.category)}`,
+            `${formatCredits(c.credits + c.held)} (${values(c.value)})`, `liability-${c.category}`)),
+          figure("Held", formatCredits(l.categories.reduce((n, c) => n + c.held, 0)), "liability-held"),
+          figure("Deferred revenue", values(l.deferred_revenue), "deferred-revenue")),
+        h("h4", {}, "Breakage: credits expired unused, last 12 months"),
+        l.breakage.length ? h("div", { class: "figure-row", id: "breakage" },
+          ...l.breakage.map((b) => figure(`${b.month} ${humanize(b.category)}`,
+            `${formatCredits(b.credits)} (${values(b.value)})`, `breakage-${b.month}-${b.category}`)))
+          : h("p", { class: "muted" }, "No credits expired unused.")));
+    } else {
+      groups.push(unavailable("Credit liability", "figures-liability"));
+    }
     replaceChildren(figures, groups);
     renderChart(data);
   }

@@ -164,7 +164,7 @@ def test_a_user_reads_their_own_balance_and_ledger(
 def test_a_wallet_that_never_moved_reads_zero(client: httpx.Client) -> None:
     user = new_user()
     body = client.get("/api/credits/balance", headers=bearer(user)).json()
-    assert body == {"user_id": user, "balance": 0, "updated_at": None}
+    assert body == {"user_id": user, "balance": 0, "held": 0, "updated_at": None}
     assert client.get("/api/credits/ledger", headers=bearer(user)).json()["entries"] == []
 
 

@@ -75,6 +75,12 @@ def test_checkout_then_three_renewals_grant_four_periods_and_a_void_pause_grants
     assert sub["status"] == "active"
     assert sub["periods_granted"] == 4
     assert driver.stack.balance(user) == 4 * STARTER.credits_per_period
+    # The starter plan does not roll credits over: each period's lot expires when its period ends.
+    assert not STARTER.credits_roll_over
+    assert driver.period_lots(user) == {
+        f"invoice:{invoice.id}": (invoice.lines.data[0].period.end, invoice.amount_paid, invoice.currency)
+        for invoice in paid
+    }
     renewals = [m for m in driver.mail() if m.to == "buyer@example.com" and "renews on" in m.subject]
     assert renewals, "an upcoming renewal notice before each renewal"
 
@@ -138,6 +144,11 @@ def test_an_upgrade_mid_period_uses_the_chosen_proration(driver: SubscriptionDri
     past_period_end(driver, sub, clock)
     grants = driver.period_grants(user)
     assert [g.amount for g in grants] == [STARTER.credits_per_period, PRO.credits_per_period]
+    # Pro rolls its credits over: its period's lot never expires; starter's does.
+    assert PRO.credits_roll_over
+    expiries = driver.period_lots(user)
+    assert expiries[grants[0].reference][0] is not None
+    assert expiries[grants[1].reference][0] is None
 
 
 def test_cancel_at_period_end_stays_active_until_the_end_and_grants_nothing_after(

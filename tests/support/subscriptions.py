@@ -136,6 +136,21 @@ class SubscriptionDriver:
             ).all()
         return [Grant(row.reference, row.amount, row.source) for row in rows]
 
+    def period_lots(self, user: str) -> dict[str, tuple[int | None, int, str | None]]:
+        """Each subscription grant's lot: reference -> (expiry as a Unix time or None, value_minor, currency)."""
+        with self.credits_engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT t.reference, l.expires_at, l.value_minor, l.currency FROM credit_lots l "
+                    "JOIN transfers t ON t.id = l.id WHERE l.user_id = :u AND t.reference LIKE 'invoice:%'"
+                ),
+                {"u": user},
+            ).all()
+        return {
+            row.reference: (int(row.expires_at.timestamp()) if row.expires_at else None, row.value_minor, row.currency)
+            for row in rows
+        }
+
     def paid_invoices(self, sub: dict[str, Any]) -> list[Any]:
         invoices = self.stack.stripe.v1.invoices.list(
             params={"subscription": sub["stripe_subscription_id"], "status": "paid", "limit": 100}

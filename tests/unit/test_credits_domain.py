@@ -91,7 +91,7 @@ def test_a_planned_reversal_never_overdraws_anything(
 
 def test_a_grant_reports_every_bad_field() -> None:
     with pytest.raises(InvalidArgument) as raised:
-        domain.GrantCredits(user_id="bad id!", amount=0, source=None, reference="", description="x" * 501).validate()
+        domain.GrantCredits(user_id="bad id!", amount=0, source=None, reference="", description="x" * 501).validate(NOW)
     assert [v.field for v in raised.value.violations] == ["user_id", "amount", "source", "reference", "description"]
 
 

@@ -173,6 +173,9 @@
  *             daily_invoice_revenue: {date: string, currency: string, paid_minor: number}[]}|null} subscriptions
  * @property {{granted: number, spent: number, reversed: number, expired: number, outstanding: number,
  *             granted_by_source: Object<string, number>}|null} credits
+ * @property {{categories: {category: string, credits: number, held: number, value: Money[]}[],
+ *             breakage: {month: string, category: string, credits: number, value: Money[]}[],
+ *             deferred_revenue: Money[]}|null} liability
  * @property {string[]} missing the parts that could not be computed (a service was unavailable)
  */
 

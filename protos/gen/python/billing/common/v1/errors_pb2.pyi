@@ -85,6 +85,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the Stripe event was processed already (or is in no
     state to be applied again): only rejected or ignored events are re-driven.
     """
+    ERROR_REASON_HOLD_SETTLED: _ErrorReason.ValueType  # 23
+    """FAILED_PRECONDITION: the credit hold was captured, released or expired
+    already; ErrorInfo.metadata["status"] says which.
+    """
+    ERROR_REASON_CAPTURE_EXCEEDS_HOLD: _ErrorReason.ValueType  # 24
+    """FAILED_PRECONDITION: a capture asked for more credits than the hold
+    reserves.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason by every service.
@@ -155,5 +163,13 @@ run the plan sync.
 ERROR_REASON_EVENT_NOT_REDRIVABLE: ErrorReason.ValueType  # 22
 """FAILED_PRECONDITION: the Stripe event was processed already (or is in no
 state to be applied again): only rejected or ignored events are re-driven.
+"""
+ERROR_REASON_HOLD_SETTLED: ErrorReason.ValueType  # 23
+"""FAILED_PRECONDITION: the credit hold was captured, released or expired
+already; ErrorInfo.metadata["status"] says which.
+"""
+ERROR_REASON_CAPTURE_EXCEEDS_HOLD: ErrorReason.ValueType  # 24
+"""FAILED_PRECONDITION: a capture asked for more credits than the hold
+reserves.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

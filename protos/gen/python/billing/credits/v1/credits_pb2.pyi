@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from billing.common.v1 import admin_pb2 as _admin_pb2
+from billing.common.v1 import money_pb2 as _money_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -34,6 +35,14 @@ class _TransferKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Transfer
     """Credits out of a wallet into the spend account."""
     TRANSFER_KIND_REVERSAL: _TransferKind.ValueType  # 3
     """Credits moved back along an earlier grant or spend."""
+    TRANSFER_KIND_EXPIRY: _TransferKind.ValueType  # 4
+    """An expired lot's remainder, out of a wallet into the expiry account."""
+    TRANSFER_KIND_HOLD: _TransferKind.ValueType  # 5
+    """Credits reserved by a hold, out of a wallet into the held account."""
+    TRANSFER_KIND_CAPTURE: _TransferKind.ValueType  # 6
+    """The captured part of a hold, from the held account to the spend account."""
+    TRANSFER_KIND_RELEASE: _TransferKind.ValueType  # 7
+    """A hold's credits not captured, back from the held account to the wallet."""
 
 class TransferKind(_TransferKind, metaclass=_TransferKindEnumTypeWrapper):
     """What a transfer did."""
@@ -45,7 +54,64 @@ TRANSFER_KIND_SPEND: TransferKind.ValueType  # 2
 """Credits out of a wallet into the spend account."""
 TRANSFER_KIND_REVERSAL: TransferKind.ValueType  # 3
 """Credits moved back along an earlier grant or spend."""
+TRANSFER_KIND_EXPIRY: TransferKind.ValueType  # 4
+"""An expired lot's remainder, out of a wallet into the expiry account."""
+TRANSFER_KIND_HOLD: TransferKind.ValueType  # 5
+"""Credits reserved by a hold, out of a wallet into the held account."""
+TRANSFER_KIND_CAPTURE: TransferKind.ValueType  # 6
+"""The captured part of a hold, from the held account to the spend account."""
+TRANSFER_KIND_RELEASE: TransferKind.ValueType  # 7
+"""A hold's credits not captured, back from the held account to the wallet."""
 Global___TransferKind: _TypeAlias = TransferKind  # noqa: Y015
+
+class _LotCategory:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LotCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LotCategory.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOT_CATEGORY_UNSPECIFIED: _LotCategory.ValueType  # 0
+    LOT_CATEGORY_PAID: _LotCategory.ValueType  # 1
+    """From GRANT_SOURCE_PURCHASE."""
+    LOT_CATEGORY_SUBSCRIPTION: _LotCategory.ValueType  # 2
+    """From GRANT_SOURCE_SUBSCRIPTION."""
+    LOT_CATEGORY_PROMOTIONAL: _LotCategory.ValueType  # 3
+    """From GRANT_SOURCE_PROMOTION and GRANT_SOURCE_ADJUSTMENT."""
+
+class LotCategory(_LotCategory, metaclass=_LotCategoryEnumTypeWrapper):
+    """What a lot's credits are: bought, a subscription's, or given away."""
+
+LOT_CATEGORY_UNSPECIFIED: LotCategory.ValueType  # 0
+LOT_CATEGORY_PAID: LotCategory.ValueType  # 1
+"""From GRANT_SOURCE_PURCHASE."""
+LOT_CATEGORY_SUBSCRIPTION: LotCategory.ValueType  # 2
+"""From GRANT_SOURCE_SUBSCRIPTION."""
+LOT_CATEGORY_PROMOTIONAL: LotCategory.ValueType  # 3
+"""From GRANT_SOURCE_PROMOTION and GRANT_SOURCE_ADJUSTMENT."""
+Global___LotCategory: _TypeAlias = LotCategory  # noqa: Y015
+
+class _HoldStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HoldStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HoldStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOLD_STATUS_UNSPECIFIED: _HoldStatus.ValueType  # 0
+    HOLD_STATUS_OPEN: _HoldStatus.ValueType  # 1
+    HOLD_STATUS_CAPTURED: _HoldStatus.ValueType  # 2
+    HOLD_STATUS_RELEASED: _HoldStatus.ValueType  # 3
+    HOLD_STATUS_EXPIRED: _HoldStatus.ValueType  # 4
+    """Released by the expiry job (or ReleaseHold) after its timeout."""
+
+class HoldStatus(_HoldStatus, metaclass=_HoldStatusEnumTypeWrapper): ...
+
+HOLD_STATUS_UNSPECIFIED: HoldStatus.ValueType  # 0
+HOLD_STATUS_OPEN: HoldStatus.ValueType  # 1
+HOLD_STATUS_CAPTURED: HoldStatus.ValueType  # 2
+HOLD_STATUS_RELEASED: HoldStatus.ValueType  # 3
+HOLD_STATUS_EXPIRED: HoldStatus.ValueType  # 4
+"""Released by the expiry job (or ReleaseHold) after its timeout."""
+Global___HoldStatus: _TypeAlias = HoldStatus  # noqa: Y015
 
 class _GrantSource:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -120,6 +186,7 @@ class Transfer(_message.Message):
     REVERSED_AMOUNT_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DRAWS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, "tr_" followed by 32 hex digits."""
     kind: Global___TransferKind.ValueType
@@ -144,6 +211,13 @@ class Transfer(_message.Message):
     """Who asked for it, from the `x-actor` metadata."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def draws(self) -> _containers.RepeatedCompositeFieldContainer[Global___LotDraw]:
+        """The lots the transfer took credits from (spends, holds, expiries, grant
+        reversals: positive) or gave back to (releases, spend reversals:
+        negative). Set in the responses of Spend and GetTransfer.
+        """
+
     def __init__(
         self,
         *,
@@ -160,14 +234,160 @@ class Transfer(_message.Message):
         reversed_amount: _builtins.int = ...,
         actor: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        draws: _abc.Iterable[Global___LotDraw] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "amount", b"amount", "create_time", b"create_time", "description", b"description", "from_account", b"from_account", "id", b"id", "kind", b"kind", "reference", b"reference", "reversed_amount", b"reversed_amount", "reverses_transfer_id", b"reverses_transfer_id", "source", b"source", "to_account", b"to_account", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "amount", b"amount", "create_time", b"create_time", "description", b"description", "draws", b"draws", "from_account", b"from_account", "id", b"id", "kind", b"kind", "reference", b"reference", "reversed_amount", b"reversed_amount", "reverses_transfer_id", b"reverses_transfer_id", "source", b"source", "to_account", b"to_account", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
+
+@_typing.final
+class LotDraw(_message.Message):
+    """Credits a transfer took from, or gave back to, one lot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    lot_id: _builtins.str
+    amount: _builtins.int
+    """Positive: taken from the lot; negative: given back to it."""
+    def __init__(
+        self,
+        *,
+        lot_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "lot_id", b"lot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LotDraw: _TypeAlias = LotDraw  # noqa: Y015
+
+@_typing.final
+class Lot(_message.Message):
+    """The credits one grant put into a wallet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the grant that opened it ("lo_..." for credits held before lots existed)."""
+    user_id: _builtins.str
+    category: Global___LotCategory.ValueType
+    priority: _builtins.int
+    """0 to 100; lower is spent first."""
+    amount: _builtins.int
+    """Credits granted."""
+    remaining: _builtins.int
+    """Credits left to spend."""
+    expired: _builtins.bool
+    """True once past expire_time (its remainder is about to move to the expiry account)."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset: never expires."""
+
+    @_builtins.property
+    def value(self) -> _money_pb2.Money:
+        """What was paid for the whole lot; unset when nothing was."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        category: Global___LotCategory.ValueType = ...,
+        priority: _builtins.int = ...,
+        amount: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        value: _money_pb2.Money | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        expired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "category", b"category", "create_time", b"create_time", "expire_time", b"expire_time", "expired", b"expired", "id", b"id", "priority", b"priority", "remaining", b"remaining", "user_id", b"user_id", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lot: _TypeAlias = Lot  # noqa: Y015
+
+@_typing.final
+class Hold(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CAPTURED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SETTLE_TIME_FIELD_NUMBER: _builtins.int
+    DRAWS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"hl_" followed by 32 hex digits."""
+    user_id: _builtins.str
+    amount: _builtins.int
+    """Credits reserved."""
+    captured: _builtins.int
+    """Credits spent by CaptureHold."""
+    status: Global___HoldStatus.ValueType
+    reference: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When an open hold is released if nobody settles it."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def settle_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def draws(self) -> _containers.RepeatedCompositeFieldContainer[Global___LotDraw]:
+        """The lots it reserved credits from, in drawing order."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        captured: _builtins.int = ...,
+        status: Global___HoldStatus.ValueType = ...,
+        reference: _builtins.str = ...,
+        description: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        settle_time: _timestamp_pb2.Timestamp | None = ...,
+        draws: _abc.Iterable[Global___LotDraw] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "settle_time", b"settle_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured", b"captured", "create_time", b"create_time", "description", b"description", "draws", b"draws", "expire_time", b"expire_time", "id", b"id", "reference", b"reference", "settle_time", b"settle_time", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Hold: _TypeAlias = Hold  # noqa: Y015
 
 @_typing.final
 class LedgerEntry(_message.Message):
@@ -242,8 +462,12 @@ class GetBalanceResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     balance: _builtins.int
+    """Spendable now: credits of lots that have not expired."""
+    held: _builtins.int
+    """Reserved by open holds: not spendable, not gone yet."""
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Unset when the wallet has never moved."""
@@ -254,10 +478,11 @@ class GetBalanceResponse(_message.Message):
         user_id: _builtins.str = ...,
         balance: _builtins.int = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        held: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "held", b"held", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,6 +593,9 @@ class GrantRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Required. Same rule as GetBalanceRequest.user_id."""
     amount: _builtins.int
@@ -380,6 +608,20 @@ class GrantRequest(_message.Message):
     """
     description: _builtins.str
     """Optional. At most 500 characters."""
+    priority: _builtins.int
+    """Optional. 0 to 100, lower is spent first. Unset: by category,
+    promotional 10, subscription 20, paid 50.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional, in the future. Unset: the credits never expire."""
+
+    @_builtins.property
+    def value(self) -> _money_pb2.Money:
+        """Optional. What was paid for these credits, for liability and deferred
+        revenue (a purchase's amount, an invoice's).
+        """
+
     def __init__(
         self,
         *,
@@ -388,12 +630,17 @@ class GrantRequest(_message.Message):
         source: Global___GrantSource.ValueType = ...,
         reference: _builtins.str = ...,
         description: _builtins.str = ...,
+        priority: _builtins.int | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        value: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "expire_time", b"expire_time", "priority", b"priority", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "description", b"description", "reference", b"reference", "source", b"source", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "amount", b"amount", "description", b"description", "expire_time", b"expire_time", "priority", b"priority", "reference", b"reference", "source", b"source", "user_id", b"user_id", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
 
 Global___GrantRequest: _TypeAlias = GrantRequest  # noqa: Y015
 
@@ -601,6 +848,7 @@ class CheckLedgerResponse(_message.Message):
     MISMATCHES_FIELD_NUMBER: _builtins.int
     UNBALANCED_TRANSFER_IDS_FIELD_NUMBER: _builtins.int
     NEGATIVE_ACCOUNTS_FIELD_NUMBER: _builtins.int
+    LOT_PROBLEMS_FIELD_NUMBER: _builtins.int
     balanced: _builtins.bool
     """True when every rule below holds."""
     accounts_checked: _builtins.int
@@ -617,6 +865,13 @@ class CheckLedgerResponse(_message.Message):
     def negative_accounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Wallets below zero (never expected: the database refuses it)."""
 
+    @_builtins.property
+    def lot_problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lots or holds that disagree with the ledger: a wallet whose balance is not
+        the sum of its lots, a lot whose remaining credits are not its amount plus
+        its movements, held credits that are not the open holds'.
+        """
+
     def __init__(
         self,
         *,
@@ -627,10 +882,11 @@ class CheckLedgerResponse(_message.Message):
         mismatches: _abc.Iterable[Global___AccountMismatch] | None = ...,
         unbalanced_transfer_ids: _abc.Iterable[_builtins.str] | None = ...,
         negative_accounts: _abc.Iterable[_builtins.str] | None = ...,
+        lot_problems: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "balanced", b"balanced", "mismatches", b"mismatches", "negative_accounts", b"negative_accounts", "total_balance", b"total_balance", "transfers_checked", b"transfers_checked", "unbalanced_transfer_ids", b"unbalanced_transfer_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "balanced", b"balanced", "lot_problems", b"lot_problems", "mismatches", b"mismatches", "negative_accounts", b"negative_accounts", "total_balance", b"total_balance", "transfers_checked", b"transfers_checked", "unbalanced_transfer_ids", b"unbalanced_transfer_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,9 +952,10 @@ class GetCreditTotalsResponse(_message.Message):
     GRANTED_BY_SOURCE_FIELD_NUMBER: _builtins.int
     granted: _builtins.int
     spent: _builtins.int
+    """Spends and captured holds."""
     reversed: _builtins.int
     expired: _builtins.int
-    """Credits that expired unused (0 until credits can expire)."""
+    """Credits that expired unused."""
     outstanding: _builtins.int
     """In all wallets now, whatever the range."""
     @_builtins.property
@@ -843,3 +1100,370 @@ class ListAuditRecordsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditRecordsResponse: _TypeAlias = ListAuditRecordsResponse  # noqa: Y015
+
+@_typing.final
+class ListLotsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required. Same rule as GetBalanceRequest.user_id."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLotsRequest: _TypeAlias = ListLotsRequest  # noqa: Y015
+
+@_typing.final
+class ListLotsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lot]: ...
+    def __init__(
+        self,
+        *,
+        lots: _abc.Iterable[Global___Lot] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lots", b"lots"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLotsResponse: _TypeAlias = ListLotsResponse  # noqa: Y015
+
+@_typing.final
+class HoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required. Same rule as GetBalanceRequest.user_id."""
+    amount: _builtins.int
+    """Required. 1 to 1,000,000,000,000."""
+    reference: _builtins.str
+    """Required. Same rule as GrantRequest.reference; unique across holds and
+    transfers, e.g. "job:8f1c".
+    """
+    description: _builtins.str
+    """Optional. At most 500 characters."""
+    timeout_seconds: _builtins.int
+    """1 to 604,800 (a week); 0 means 900 (15 minutes)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        reference: _builtins.str = ...,
+        description: _builtins.str = ...,
+        timeout_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "description", b"description", "reference", b"reference", "timeout_seconds", b"timeout_seconds", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldRequest: _TypeAlias = HoldRequest  # noqa: Y015
+
+@_typing.final
+class HoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    """The wallet's spendable balance right after."""
+    held: _builtins.int
+    """What the wallet's open holds reserve right after."""
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+        balance: _builtins.int = ...,
+        held: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "held", b"held", "hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldResponse: _TypeAlias = HoldResponse  # noqa: Y015
+
+@_typing.final
+class CaptureHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Required."""
+    amount: _builtins.int
+    """Optional. 1 to the hold's amount; absent means all of it."""
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        amount: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "amount", b"amount", "hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount: _TypeAlias = _typing.Literal["amount"]  # noqa: Y015
+    _WhichOneofArgType__amount: _TypeAlias = _typing.Literal["_amount", b"_amount"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount) -> _WhichOneofReturnType__amount | None: ...
+
+Global___CaptureHoldRequest: _TypeAlias = CaptureHoldRequest  # noqa: Y015
+
+@_typing.final
+class CaptureHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    held: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+        balance: _builtins.int = ...,
+        held: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "held", b"held", "hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureHoldResponse: _TypeAlias = CaptureHoldResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Required."""
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHoldRequest: _TypeAlias = ReleaseHoldRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    held: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+        balance: _builtins.int = ...,
+        held: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "held", b"held", "hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseHoldResponse: _TypeAlias = ReleaseHoldResponse  # noqa: Y015
+
+@_typing.final
+class GetHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Required."""
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldRequest: _TypeAlias = GetHoldRequest  # noqa: Y015
+
+@_typing.final
+class GetHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldResponse: _TypeAlias = GetHoldResponse  # noqa: Y015
+
+@_typing.final
+class GetLiabilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKAGE_MONTHS_FIELD_NUMBER: _builtins.int
+    breakage_months: _builtins.int
+    """Months of breakage to report, the current one included: 1 to 120; 0 means 12."""
+    def __init__(
+        self,
+        *,
+        breakage_months: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakage_months", b"breakage_months"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLiabilityRequest: _TypeAlias = GetLiabilityRequest  # noqa: Y015
+
+@_typing.final
+class CategoryLiability(_message.Message):
+    """What wallets owe in one category: credits not spent yet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    category: Global___LotCategory.ValueType
+    credits: _builtins.int
+    """Spendable or expired-but-not-yet-swept credits in wallets."""
+    held: _builtins.int
+    """Reserved by open holds."""
+    @_builtins.property
+    def value(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]:
+        """Money value of credits + held, per currency, from what their lots cost
+        (rounded down per currency).
+        """
+
+    def __init__(
+        self,
+        *,
+        category: Global___LotCategory.ValueType = ...,
+        credits: _builtins.int = ...,
+        held: _builtins.int = ...,
+        value: _abc.Iterable[_money_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "credits", b"credits", "held", b"held", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CategoryLiability: _TypeAlias = CategoryLiability  # noqa: Y015
+
+@_typing.final
+class MonthlyBreakage(_message.Message):
+    """Credits that expired unused in one month and category."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """"YYYY-MM", UTC."""
+    category: Global___LotCategory.ValueType
+    credits: _builtins.int
+    @_builtins.property
+    def value(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]: ...
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        category: Global___LotCategory.ValueType = ...,
+        credits: _builtins.int = ...,
+        value: _abc.Iterable[_money_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "credits", b"credits", "month", b"month", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonthlyBreakage: _TypeAlias = MonthlyBreakage  # noqa: Y015
+
+@_typing.final
+class GetLiabilityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    BREAKAGE_FIELD_NUMBER: _builtins.int
+    DEFERRED_REVENUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___CategoryLiability]: ...
+    @_builtins.property
+    def breakage(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonthlyBreakage]:
+        """Oldest month first; months without breakage are left out."""
+
+    @_builtins.property
+    def deferred_revenue(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.Money]:
+        """Money paid for credits not spent yet (paid lots, held included): revenue
+        not earned yet, per currency.
+        """
+
+    def __init__(
+        self,
+        *,
+        categories: _abc.Iterable[Global___CategoryLiability] | None = ...,
+        breakage: _abc.Iterable[Global___MonthlyBreakage] | None = ...,
+        deferred_revenue: _abc.Iterable[_money_pb2.Money] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakage", b"breakage", "categories", b"categories", "deferred_revenue", b"deferred_revenue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLiabilityResponse: _TypeAlias = GetLiabilityResponse  # noqa: Y015

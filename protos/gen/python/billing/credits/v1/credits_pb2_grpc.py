@@ -32,7 +32,13 @@ class CreditsServiceStub:
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
@@ -94,6 +100,36 @@ class CreditsServiceStub:
                 request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerRequest.SerializeToString,
                 response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerResponse.FromString,
                 _registered_method=True)
+        self.ListLots = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/ListLots',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsResponse.FromString,
+                _registered_method=True)
+        self.Hold = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/Hold',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.HoldRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.HoldResponse.FromString,
+                _registered_method=True)
+        self.CaptureHold = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/CaptureHold',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHold = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/ReleaseHold',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldResponse.FromString,
+                _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/GetHold',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldResponse.FromString,
+                _registered_method=True)
+        self.GetLiability = channel.unary_unary(
+                '/billing.credits.v1.CreditsService/GetLiability',
+                request_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityRequest.SerializeToString,
+                response_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityResponse.FromString,
+                _registered_method=True)
 
 
 class CreditsServiceServicer:
@@ -103,15 +139,22 @@ class CreditsServiceServicer:
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
     """
 
     def GetBalance(self, request, context):
-        """The current balance of a user's wallet. A user who never received credits
-        has a balance of 0. A `user:` actor may read only its own wallet.
+        """The current balance of a user's wallet: spendable credits, and credits
+        reserved by open holds. A user who never received credits has a balance
+        of 0. A `user:` actor may read only its own wallet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,6 +229,56 @@ class CreditsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLots(self, request, context):
+        """The wallet's lots that still hold credits, in the order spends consume
+        them (expired lots not yet swept last). A `user:` actor may read only its
+        own wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Hold(self, request, context):
+        """Reserves credits for long work: they leave the wallet's lots (in spend
+        order) for the held account and cannot be spent twice. Fails like Spend
+        when the wallet holds too few. Settle with CaptureHold or ReleaseHold; an
+        unsettled hold is released at its timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureHold(self, request, context):
+        """Spends all or part of a hold's credits (those drawn first); the rest go
+        back to the lots they came from. FAILED_PRECONDITION (HOLD_SETTLED) once
+        the hold is captured, released or past its timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHold(self, request, context):
+        """Gives all of a hold's credits back to their lots.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHold(self, request, context):
+        """One hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLiability(self, request, context):
+        """Outstanding credits by category with their money value, credits expired
+        unused (breakage) per month, and deferred revenue (admins and services).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +332,36 @@ def add_CreditsServiceServicer_to_server(servicer, server):
                     request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerRequest.FromString,
                     response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerResponse.SerializeToString,
             ),
+            'ListLots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLots,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsResponse.SerializeToString,
+            ),
+            'Hold': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hold,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.HoldRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.HoldResponse.SerializeToString,
+            ),
+            'CaptureHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureHold,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldResponse.SerializeToString,
+            ),
+            'ReleaseHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHold,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldResponse.SerializeToString,
+            ),
+            'GetLiability': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLiability,
+                    request_deserializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityRequest.FromString,
+                    response_serializer=billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'billing.credits.v1.CreditsService', rpc_method_handlers)
@@ -254,7 +377,13 @@ class CreditsService:
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
@@ -520,6 +649,168 @@ class CreditsService:
             '/billing.credits.v1.CreditsService/CheckLedger',
             billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerRequest.SerializeToString,
             billing_dot_credits_dot_v1_dot_credits__pb2.CheckLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/ListLots',
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.ListLotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Hold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/Hold',
+            billing_dot_credits_dot_v1_dot_credits__pb2.HoldRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.HoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/CaptureHold',
+            billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.CaptureHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/ReleaseHold',
+            billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/GetHold',
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLiability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.credits.v1.CreditsService/GetLiability',
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityRequest.SerializeToString,
+            billing_dot_credits_dot_v1_dot_credits__pb2.GetLiabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

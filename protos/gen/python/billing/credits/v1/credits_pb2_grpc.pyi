@@ -33,7 +33,13 @@ class CreditsServiceStub:
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
@@ -44,8 +50,9 @@ class CreditsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CreditsServiceAsyncStub: ...
     GetBalance: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GetBalanceRequest, _credits_pb2.GetBalanceResponse]
-    """The current balance of a user's wallet. A user who never received credits
-    has a balance of 0. A `user:` actor may read only its own wallet.
+    """The current balance of a user's wallet: spendable credits, and credits
+    reserved by open holds. A user who never received credits has a balance
+    of 0. A `user:` actor may read only its own wallet.
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListEntriesRequest, _credits_pb2.ListEntriesResponse]
     """The ledger entries of a user's wallet, newest first, cursor paginated.
@@ -77,6 +84,30 @@ class CreditsServiceStub:
     """Proves the ledger: every wallet balance equals the sum of its entries,
     every transfer's entries sum to zero, and all balances sum to zero.
     """
+    ListLots: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListLotsRequest, _credits_pb2.ListLotsResponse]
+    """The wallet's lots that still hold credits, in the order spends consume
+    them (expired lots not yet swept last). A `user:` actor may read only its
+    own wallet.
+    """
+    Hold: _grpc.UnaryUnaryMultiCallable[_credits_pb2.HoldRequest, _credits_pb2.HoldResponse]
+    """Reserves credits for long work: they leave the wallet's lots (in spend
+    order) for the held account and cannot be spent twice. Fails like Spend
+    when the wallet holds too few. Settle with CaptureHold or ReleaseHold; an
+    unsettled hold is released at its timeout.
+    """
+    CaptureHold: _grpc.UnaryUnaryMultiCallable[_credits_pb2.CaptureHoldRequest, _credits_pb2.CaptureHoldResponse]
+    """Spends all or part of a hold's credits (those drawn first); the rest go
+    back to the lots they came from. FAILED_PRECONDITION (HOLD_SETTLED) once
+    the hold is captured, released or past its timeout.
+    """
+    ReleaseHold: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ReleaseHoldRequest, _credits_pb2.ReleaseHoldResponse]
+    """Gives all of a hold's credits back to their lots."""
+    GetHold: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GetHoldRequest, _credits_pb2.GetHoldResponse]
+    """One hold."""
+    GetLiability: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GetLiabilityRequest, _credits_pb2.GetLiabilityResponse]
+    """Outstanding credits by category with their money value, credits expired
+    unused (breakage) per month, and deferred revenue (admins and services).
+    """
 
 @_typing.type_check_only
 class CreditsServiceAsyncStub(CreditsServiceStub):
@@ -86,7 +117,13 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
@@ -94,8 +131,9 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetBalance: _aio.UnaryUnaryMultiCallable[_credits_pb2.GetBalanceRequest, _credits_pb2.GetBalanceResponse]  # type: ignore[assignment]
-    """The current balance of a user's wallet. A user who never received credits
-    has a balance of 0. A `user:` actor may read only its own wallet.
+    """The current balance of a user's wallet: spendable credits, and credits
+    reserved by open holds. A user who never received credits has a balance
+    of 0. A `user:` actor may read only its own wallet.
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListEntriesRequest, _credits_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """The ledger entries of a user's wallet, newest first, cursor paginated.
@@ -127,6 +165,30 @@ class CreditsServiceAsyncStub(CreditsServiceStub):
     """Proves the ledger: every wallet balance equals the sum of its entries,
     every transfer's entries sum to zero, and all balances sum to zero.
     """
+    ListLots: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListLotsRequest, _credits_pb2.ListLotsResponse]  # type: ignore[assignment]
+    """The wallet's lots that still hold credits, in the order spends consume
+    them (expired lots not yet swept last). A `user:` actor may read only its
+    own wallet.
+    """
+    Hold: _aio.UnaryUnaryMultiCallable[_credits_pb2.HoldRequest, _credits_pb2.HoldResponse]  # type: ignore[assignment]
+    """Reserves credits for long work: they leave the wallet's lots (in spend
+    order) for the held account and cannot be spent twice. Fails like Spend
+    when the wallet holds too few. Settle with CaptureHold or ReleaseHold; an
+    unsettled hold is released at its timeout.
+    """
+    CaptureHold: _aio.UnaryUnaryMultiCallable[_credits_pb2.CaptureHoldRequest, _credits_pb2.CaptureHoldResponse]  # type: ignore[assignment]
+    """Spends all or part of a hold's credits (those drawn first); the rest go
+    back to the lots they came from. FAILED_PRECONDITION (HOLD_SETTLED) once
+    the hold is captured, released or past its timeout.
+    """
+    ReleaseHold: _aio.UnaryUnaryMultiCallable[_credits_pb2.ReleaseHoldRequest, _credits_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
+    """Gives all of a hold's credits back to their lots."""
+    GetHold: _aio.UnaryUnaryMultiCallable[_credits_pb2.GetHoldRequest, _credits_pb2.GetHoldResponse]  # type: ignore[assignment]
+    """One hold."""
+    GetLiability: _aio.UnaryUnaryMultiCallable[_credits_pb2.GetLiabilityRequest, _credits_pb2.GetLiabilityResponse]  # type: ignore[assignment]
+    """Outstanding credits by category with their money value, credits expired
+    unused (breakage) per month, and deferred revenue (admins and services).
+    """
 
 class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
     """CreditsService keeps every user's credit wallet as a double-entry ledger.
@@ -135,7 +197,13 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
     account to another; entries are immutable; no wallet ever goes below zero;
     every transfer carries a business reference that can be used only once.
 
-    Metadata: mutating calls (Grant, Spend, Reverse) require `idempotency-key`
+    Every grant opens a lot (category, priority, optional expiry); spends and
+    holds consume lots by priority (lowest first), then soonest expiry, then
+    oldest, and record which lots they drew from. Expired remainders move to the
+    expiry account.
+
+    Metadata: mutating calls (Grant, Spend, Reverse, Hold, CaptureHold,
+    ReleaseHold) require `idempotency-key`
     (1 to 255 printable ASCII characters). Every call requires `authorization`
     (`Bearer <service token>`); `x-actor` (`user:<id>`, `admin:<id>` or
     `service:<name>`) and `x-request-id` are recorded.
@@ -147,8 +215,9 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _credits_pb2.GetBalanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_credits_pb2.GetBalanceResponse, _abc.Awaitable[_credits_pb2.GetBalanceResponse]]:
-        """The current balance of a user's wallet. A user who never received credits
-        has a balance of 0. A `user:` actor may read only its own wallet.
+        """The current balance of a user's wallet: spendable credits, and credits
+        reserved by open holds. A user who never received credits has a balance
+        of 0. A `user:` actor may read only its own wallet.
         """
 
     @_abc_1.abstractmethod
@@ -233,6 +302,66 @@ class CreditsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_credits_pb2.CheckLedgerResponse, _abc.Awaitable[_credits_pb2.CheckLedgerResponse]]:
         """Proves the ledger: every wallet balance equals the sum of its entries,
         every transfer's entries sum to zero, and all balances sum to zero.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLots(
+        self,
+        request: _credits_pb2.ListLotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.ListLotsResponse, _abc.Awaitable[_credits_pb2.ListLotsResponse]]:
+        """The wallet's lots that still hold credits, in the order spends consume
+        them (expired lots not yet swept last). A `user:` actor may read only its
+        own wallet.
+        """
+
+    @_abc_1.abstractmethod
+    def Hold(
+        self,
+        request: _credits_pb2.HoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.HoldResponse, _abc.Awaitable[_credits_pb2.HoldResponse]]:
+        """Reserves credits for long work: they leave the wallet's lots (in spend
+        order) for the held account and cannot be spent twice. Fails like Spend
+        when the wallet holds too few. Settle with CaptureHold or ReleaseHold; an
+        unsettled hold is released at its timeout.
+        """
+
+    @_abc_1.abstractmethod
+    def CaptureHold(
+        self,
+        request: _credits_pb2.CaptureHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.CaptureHoldResponse, _abc.Awaitable[_credits_pb2.CaptureHoldResponse]]:
+        """Spends all or part of a hold's credits (those drawn first); the rest go
+        back to the lots they came from. FAILED_PRECONDITION (HOLD_SETTLED) once
+        the hold is captured, released or past its timeout.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseHold(
+        self,
+        request: _credits_pb2.ReleaseHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.ReleaseHoldResponse, _abc.Awaitable[_credits_pb2.ReleaseHoldResponse]]:
+        """Gives all of a hold's credits back to their lots."""
+
+    @_abc_1.abstractmethod
+    def GetHold(
+        self,
+        request: _credits_pb2.GetHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.GetHoldResponse, _abc.Awaitable[_credits_pb2.GetHoldResponse]]:
+        """One hold."""
+
+    @_abc_1.abstractmethod
+    def GetLiability(
+        self,
+        request: _credits_pb2.GetLiabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.GetLiabilityResponse, _abc.Awaitable[_credits_pb2.GetLiabilityResponse]]:
+        """Outstanding credits by category with their money value, credits expired
+        unused (breakage) per month, and deferred revenue (admins and services).
         """
 
 def add_CreditsServiceServicer_to_server(servicer: CreditsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
