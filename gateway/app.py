@@ -16,7 +16,17 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestContextMiddleware
 from gateway.openapi import Operation, openapi_operation
 from gateway.problems import Problem, handle_http_exception, handle_problem
-from gateway.routes import admin, admin_reports, credits, health, pages, payments, subscriptions, webhooks
+from gateway.routes import (
+    admin,
+    admin_reconciliation,
+    admin_reports,
+    credits,
+    health,
+    pages,
+    payments,
+    subscriptions,
+    webhooks,
+)
 
 
 def api_operations(backends: Backends, verifier: TokenVerifier, settings: GatewaySettings) -> list[Operation]:
@@ -25,6 +35,7 @@ def api_operations(backends: Backends, verifier: TokenVerifier, settings: Gatewa
         *credits.operations(backends, verifier),
         *admin.operations(backends, verifier, settings.max_body_bytes),
         *admin_reports.operations(backends, verifier),
+        *admin_reconciliation.operations(backends, verifier, settings.max_body_bytes),
         *payments.operations(backends, verifier, settings.max_body_bytes, settings.allowed_redirect_origins),
         *subscriptions.operations(backends, verifier, settings.max_body_bytes, settings.allowed_redirect_origins),
         *webhooks.operations(

@@ -165,10 +165,16 @@ class Backends:
         return tuple(pairs)
 
     async def call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        caller: Caller,
+        *,
+        deadline: float | None = None,
     ) -> Reply[Resp]:
-        """One unary call with the deadline and metadata; a failure is raised as the Problem to answer."""
-        call = method(request, metadata=self.metadata(caller), timeout=self.deadline)
+        """One unary call with the deadline (the gateway's unless given) and metadata; a failure is raised
+        as the Problem to answer."""
+        call = method(request, metadata=self.metadata(caller), timeout=deadline or self.deadline)
         try:
             response = await call
             trailing = await call.trailing_metadata()

@@ -17,6 +17,7 @@ from payments_svc.config import PaymentsSettings
 from payments_svc.credits_relay import CreditsRelay, CreditsTarget
 from payments_svc.grpc_server import SERVICE_NAME, PaymentsServicer
 from payments_svc.models import idempotency_records, outbox_messages, stripe_events
+from payments_svc.reconciler import Reconciler
 from payments_svc.service import PaymentsService
 from payments_svc.stripe_provider import StripePaymentProvider
 from svckit.bootstrap import idempotency_purge, open_database
@@ -42,29 +43,32 @@ def fault_injector(point_to_fail: str) -> Callable[[str], None]:
     return reach
 
 
+def stripe_settings(settings: PaymentsSettings) -> StripeSettings:
+    return StripeSettings(
+        secret_key=settings.stripe_secret_key.get_secret_value(),
+        api_base=settings.stripe_api_base,
+        api_version=settings.stripe_api_version,
+        max_network_retries=settings.stripe_max_network_retries,
+        timeout_seconds=settings.stripe_timeout_seconds,
+    )
+
+
+def credits_target_of(settings: PaymentsSettings) -> CreditsTarget:
+    return CreditsTarget(
+        address=settings.credits_target,
+        token=settings.credits_token.get_secret_value(),
+        deadline_seconds=settings.credits_deadline_seconds,
+    )
+
+
 def build(settings: PaymentsSettings) -> GrpcService:
     catalog = load_catalog(settings.catalog_file)
     engine = open_database(settings, MIGRATIONS, "payments")
     idempotency = IdempotencyStore(idempotency_records)
     outbox = Outbox(outbox_messages)
-    provider = StripePaymentProvider(
-        StripeSettings(
-            secret_key=settings.stripe_secret_key.get_secret_value(),
-            api_base=settings.stripe_api_base,
-            api_version=settings.stripe_api_version,
-            max_network_retries=settings.stripe_max_network_retries,
-            timeout_seconds=settings.stripe_timeout_seconds,
-        ),
-        test_clocks=settings.stripe_test_clocks,
-    )
-    credits = CreditsRelay(
-        CreditsTarget(
-            address=settings.credits_target,
-            token=settings.credits_token.get_secret_value(),
-            deadline_seconds=settings.credits_deadline_seconds,
-        ),
-        fault=fault_injector(settings.fault_injection),
-    )
+    provider = StripePaymentProvider(stripe_settings(settings), test_clocks=settings.stripe_test_clocks)
+    credits_target = credits_target_of(settings)
+    credits = CreditsRelay(credits_target, fault=fault_injector(settings.fault_injection))
     relay = OutboxRelay(
         engine,
         outbox,
@@ -81,6 +85,7 @@ def build(settings: PaymentsSettings) -> GrpcService:
         provider=provider,
         catalog=catalog,
         outbox_written=relay.wake,
+        reconciler=Reconciler(engine, credits_target, provider.client),
     )
 
     def register(server: grpc.aio.Server) -> None:

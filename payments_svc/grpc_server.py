@@ -11,6 +11,7 @@ from billing.common.v1 import money_pb2
 from billing.payments.v1 import payments_pb2 as pb
 from billing.payments.v1 import payments_pb2_grpc
 from payments_svc import domain
+from payments_svc.reconciler import Report
 from payments_svc.service import CheckoutCreated, IntentCreated, PaymentsService, RefundCreated
 from svckit.admin_pb import audit_to_pb, event_to_pb
 from svckit.audit import AuditFilter
@@ -77,6 +78,20 @@ def transaction_to_pb(t: domain.Transaction) -> pb.Transaction:
         create_time=_timestamp(t.created_at),
         actor=t.actor,
         receipt_url=t.receipt_url,
+    )
+
+
+def report_to_pb(report: Report) -> pb.ReconcileResponse:
+    return pb.ReconcileResponse(
+        since=_timestamp(report.since),
+        until=_timestamp(report.until),
+        stripe_checked=report.stripe,
+        checked=report.findings.checked,
+        in_flight_payment_ids=report.findings.in_flight,
+        discrepancies=[
+            pb.Discrepancy(kind=d.kind.value, ids=d.ids, expected=d.expected, actual=d.actual, fix=d.fix)
+            for d in report.findings.discrepancies
+        ],
     )
 
 
@@ -311,3 +326,13 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         self, request: pb.HandleStripeEventRequest, context: Any
     ) -> pb.HandleStripeEventResponse:
         return await apply_stripe_event(self.service.handle_event, request, pb.HandleStripeEventResponse)
+
+    async def Reconcile(self, request: pb.ReconcileRequest, context: Any) -> pb.ReconcileResponse:
+        report = await in_thread(
+            self.service.reconcile,
+            current_call().actor,
+            _time(request, "since"),
+            _time(request, "until"),
+            use_stripe=not request.skip_stripe,
+        )
+        return report_to_pb(report)

@@ -27,13 +27,15 @@ from payments_svc.models import (
     PAID_PREDICATE,
     credit_shortfalls,
     customers,
+    outbox_messages,
     payment_status_changes,
     payments,
     refunds,
     stripe_events,
 )
 from svckit.db import dialect_insert_for
-from svckit.inbox import StoredEvent
+from svckit.inbox import REJECTED, StoredEvent
+from svckit.outbox import PENDING
 
 # Refunds Stripe reports as never paid out do not count against revenue.
 UNPAID_REFUND_STATUSES = ("failed", "canceled")
@@ -365,6 +367,57 @@ class PaymentsRepository:
             )
             for row in self.conn.execute(statement)
         ]
+
+    # --- reconciliation reads ---------------------------------------------------------
+
+    def created_between(
+        self, since: datetime, until: datetime, *, after: tuple[datetime, str] | None, limit: int
+    ) -> builtins.list[domain.Payment]:
+        """Payments created in [since, until), oldest first, after the (time, id) position `after`; no history."""
+        p = payments
+        statement = select(p).where(p.c.created_at >= since, p.c.created_at < until)
+        if after is not None:
+            at, ident = after
+            statement = statement.where(or_(p.c.created_at > at, and_(p.c.created_at == at, p.c.id > ident)))
+        rows = self.conn.execute(statement.order_by(p.c.created_at, p.c.id).limit(limit))
+        return [_payment(row, []) for row in rows]
+
+    def payments_matching(
+        self, *, ids: builtins.list[str], intent_ids: builtins.list[str]
+    ) -> builtins.list[domain.Payment]:
+        """The payments with these ids or Stripe PaymentIntent ids; no history."""
+        if not ids and not intent_ids:
+            return []
+        p = payments
+        rows = self.conn.execute(
+            select(p).where(or_(p.c.id.in_(ids), p.c.stripe_payment_intent_id.in_(intent_ids))).order_by(p.c.id)
+        )
+        return [_payment(row, []) for row in rows]
+
+    def refunds_for(
+        self, payment_ids: builtins.list[str], since: datetime, until: datetime
+    ) -> builtins.list[dict[str, Any]]:
+        """The refunds of these payments, and every refund recorded in [since, until)."""
+        r = refunds
+        statement = select(r.c.stripe_refund_id, r.c.payment_id, r.c.amount_minor, r.c.currency, r.c.status).where(
+            or_(r.c.payment_id.in_(payment_ids), and_(r.c.created_at >= since, r.c.created_at < until))
+        )
+        return [dict(row._mapping) for row in self.conn.execute(statement.order_by(r.c.stripe_refund_id))]
+
+    def rejected_events(self, since: datetime, until: datetime) -> builtins.list[StoredEvent]:
+        """Stripe events received in [since, until) that were rejected, oldest first."""
+        e = stripe_events
+        statement = (
+            select(e)
+            .where(e.c.status == REJECTED, e.c.received_at >= since, e.c.received_at < until)
+            .order_by(e.c.received_at, e.c.event_id)
+        )
+        return [StoredEvent(**row._mapping) for row in self.conn.execute(statement)]
+
+    def aggregates_pending(self) -> set[str]:
+        """The payments whose outbox still holds a message for Credits (not sent, not dead)."""
+        o = outbox_messages
+        return {str(a) for a in self.conn.execute(select(o.c.aggregate).where(o.c.state == PENDING).distinct())}
 
     def locked_event(self, event_id: str) -> StoredEvent | None:
         """The inbox entry of an event, locked until the transaction ends (a re-drive holds it)."""

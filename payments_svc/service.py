@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine
 from payments_svc import domain
 from payments_svc.credits_relay import GRANT, REVERSE
 from payments_svc.models import audit_records
+from payments_svc.reconciler import Reconciler, Report, check_window
 from payments_svc.repository import PaymentsRepository
 from payments_svc.stripe_events import EventFacts, Origin, facts_from_event, origin_from_metadata
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
@@ -34,7 +35,7 @@ from svckit.actors import ID_PATTERN, Actor
 from svckit.audit import AuditFilter, AuditLog, AuditPage, is_audited, list_audit
 from svckit.clock import utc_now
 from svckit.db import run_transaction
-from svckit.errors import FieldViolation, InvalidArgument
+from svckit.errors import FieldViolation, InvalidArgument, Unimplemented
 from svckit.idempotency import IdempotencyStore, IdempotentCall, Outcome
 from svckit.inbox import (
     IGNORED,
@@ -58,6 +59,8 @@ from svckit.stripe_client import derived_key
 log = logging.getLogger(__name__)
 # How long a create call may stay between its two steps before a retry takes it over.
 STALE_AFTER = timedelta(seconds=60)
+# The longest range one Reconcile call compares (the CLI has no limit).
+MAX_RECONCILE_DAYS = 31
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class PaymentsService:
         outbox_written: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
         audit: AuditLog | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.engine = engine
         self.idempotency = idempotency
@@ -118,6 +122,7 @@ class PaymentsService:
         self.outbox_written = outbox_written
         self.clock = clock
         self.audit = audit or AuditLog(audit_records)
+        self.reconciler = reconciler
 
     # --- reads ------------------------------------------------------------------------
 
@@ -212,6 +217,23 @@ class PaymentsService:
         self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None
     ) -> AuditPage:
         return list_audit(self.engine, self.audit, actor, where, page_size=page_size, before=before)
+
+    def reconcile(self, actor: Actor, since: datetime | None, until: datetime | None, *, use_stripe: bool) -> Report:
+        """Payments against the ledger and Stripe for payments created in [since, until), at most 31 days."""
+        actor.require_privileged("reconcile payments")
+        check_window(since, until, max_days=MAX_RECONCILE_DAYS)
+        assert since is not None
+        assert until is not None
+        if self.reconciler is None:
+            raise Unimplemented("reconciliation is not configured in this process")
+        report = self.reconciler.run(since, until, use_stripe=use_stripe)
+        log.info(
+            "reconciliation %s..%s: %d discrepancies",
+            since.isoformat(),
+            until.isoformat(),
+            len(report.findings.discrepancies),
+        )
+        return report
 
     # --- buying -----------------------------------------------------------------------
 

@@ -24,12 +24,15 @@ def main(
     build: Callable[[S], server.GrpcService],
     migrations: Path,
     extra: Mapping[str, tuple[str, Callable[[S], int]]] | None = None,
+    with_options: Mapping[str, tuple[str, Callable[[S, list[str]], int]]] | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
-    commands: dict[str, tuple[str, Callable[[S], int]]] = {
-        "serve": ("serve gRPC until SIGTERM (the default)", lambda s: _serve(s, build)),
-        "migrate": ("apply database migrations up to the newest", lambda s: _migrate(s, migrations)),
-        **(extra or {}),
+    """Run one command; those in `with_options` also receive the arguments that follow their name."""
+    commands: dict[str, tuple[str, Callable[[S, list[str]], int]]] = {
+        "serve": ("serve gRPC until SIGTERM (the default)", lambda s, _: _serve(s, build)),
+        "migrate": ("apply database migrations up to the newest", lambda s, _: _migrate(s, migrations)),
+        **{cmd: (text, _ignoring_options(run)) for cmd, (text, run) in (extra or {}).items()},
+        **(with_options or {}),
     }
     parser = argparse.ArgumentParser(prog=f"python -m {name}_svc", description=f"The {name} service.")
     parser.add_argument(
@@ -39,7 +42,10 @@ def main(
         choices=sorted(commands),
         help="; ".join(f"{cmd}: {text}" for cmd, (text, _) in commands.items()),
     )
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the command's own options (<command> --help)")
     args = parser.parse_args(argv)
+    if args.options and args.command not in (with_options or {}):
+        parser.error(f"{args.command} takes no options")
     try:
         settings = settings_type()
     except ValidationError as error:
@@ -47,7 +53,11 @@ def main(
         print(f"{name}: invalid settings:\n{describe_errors(error, prefix)}", file=sys.stderr)
         return 2
     logs.configure_logging(name, settings.log_level, settings.log_format)
-    return commands[args.command][1](settings)
+    return commands[args.command][1](settings, list(args.options))
+
+
+def _ignoring_options(run: Callable[[S], int]) -> Callable[[S, list[str]], int]:
+    return lambda settings, _: run(settings)
 
 
 def _serve(settings: S, build: Callable[[S], server.GrpcService]) -> int:

@@ -68,6 +68,7 @@ ACCESS: dict[str, Access] = {
     "listAuditRecords": "admin",
     "listAllPayments": "admin",
     "refundPayment": "admin",
+    "reconcilePayments": "admin",
 }
 
 REDIRECT = "http://127.0.0.1/billing/checkout/success"
@@ -77,6 +78,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "createCheckoutSession": {"package_id": "credits-100", "success_url": REDIRECT, "cancel_url": REDIRECT},
     "createPaymentIntent": {"package_id": "credits-100"},
     "refundPayment": {},
+    "reconcilePayments": {"since": "2026-01-01", "until": "2026-01-02"},
     "createSubscription": {"plan_id": "starter"},
     "updateSubscription": {"quantity": 2},
     "cancelSubscription": {"at_period_end": True},

@@ -36,7 +36,7 @@ from tests.security.conftest import SecurityStack
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WEBHOOK = "POST /api/stripe/webhook"
-# Examples per operation and mode: 35 operations x (40 + 25) = 2,275 requests.
+# Examples per operation and mode: 36 operations x (40 + 25) = 2,340 requests.
 POSITIVE_EXAMPLES = 40
 NEGATIVE_EXAMPLES = 25
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]

@@ -1006,3 +1006,164 @@ class ListAuditRecordsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditRecordsResponse: _TypeAlias = ListAuditRecordsResponse  # noqa: Y015
+
+@_typing.final
+class ReconcileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    SKIP_STRIPE_FIELD_NUMBER: _builtins.int
+    skip_stripe: _builtins.bool
+    """Compare Payments with the ledger only; Stripe is not called."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Required: [since, until), at most 31 days."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        skip_stripe: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "skip_stripe", b"skip_stripe", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileRequest: _TypeAlias = ReconcileRequest  # noqa: Y015
+
+@_typing.final
+class Discrepancy(_message.Message):
+    """One difference between the ledger, Payments and Stripe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class IdsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    KIND_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    ACTUAL_FIELD_NUMBER: _builtins.int
+    FIX_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """Stable: "paid_payment_without_grant", "grant_without_paid_payment",
+    "grant_amount_mismatch", "refund_without_reversal",
+    "reversal_without_refund", "reversal_amount_mismatch",
+    "stripe_payment_missing_in_payments", "stripe_payment_not_paid_in_payments",
+    "payment_missing_at_stripe", "payment_not_succeeded_at_stripe",
+    "amount_mismatch", "stripe_refund_missing_in_payments",
+    "refund_missing_at_stripe", "event_rejected" (docs/operations.md).
+    """
+    expected: _builtins.str
+    actual: _builtins.str
+    fix: _builtins.str
+    """How to fix it, naming the admin endpoint or call to use."""
+    @_builtins.property
+    def ids(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The ids involved: "payment_id", "stripe_payment_intent_id",
+        "stripe_refund_id", "transfer_id", "reference", "user_id", "event_id", ...
+        """
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        ids: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expected: _builtins.str = ...,
+        actual: _builtins.str = ...,
+        fix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "expected", b"expected", "fix", b"fix", "ids", b"ids", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
+
+@_typing.final
+class ReconcileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CheckedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    STRIPE_CHECKED_FIELD_NUMBER: _builtins.int
+    CHECKED_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_PAYMENT_IDS_FIELD_NUMBER: _builtins.int
+    DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    stripe_checked: _builtins.bool
+    """False when skip_stripe was asked."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def checked(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """How many records of each source were compared ("payments", "grants", ...)."""
+
+    @_builtins.property
+    def in_flight_payment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Payments whose grant or reversal is still being sent to Credits: not judged."""
+
+    @_builtins.property
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        stripe_checked: _builtins.bool = ...,
+        checked: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        in_flight_payment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        discrepancies: _abc.Iterable[Global___Discrepancy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked", b"checked", "discrepancies", b"discrepancies", "in_flight_payment_ids", b"in_flight_payment_ids", "since", b"since", "stripe_checked", b"stripe_checked", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileResponse: _TypeAlias = ReconcileResponse  # noqa: Y015

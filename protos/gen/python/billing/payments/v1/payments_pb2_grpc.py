@@ -107,6 +107,11 @@ class PaymentsServiceStub:
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventRequest.SerializeToString,
                 response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventResponse.FromString,
                 _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/Reconcile',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentsServiceServicer:
@@ -221,6 +226,18 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reconcile(self, request, context):
+        """Reconciliation (admins and services): for payments created in [since,
+        until), at most 31 days, compares Payments' records with the credit ledger
+        (the grants and reversals whose references name payments) and, unless
+        skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
+        Stripe events received in the range that were rejected. Every difference
+        is returned with the ids needed to fix it. Reads only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -288,6 +305,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.HandleStripeEvent,
                     request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventRequest.FromString,
                     response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventResponse.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +671,33 @@ class PaymentsService:
             '/billing.payments.v1.PaymentsService/HandleStripeEvent',
             billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventRequest.SerializeToString,
             billing_dot_payments_dot_v1_dot_payments__pb2.HandleStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/Reconcile',
+            billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
             options,
             channel_credentials,
             insecure,

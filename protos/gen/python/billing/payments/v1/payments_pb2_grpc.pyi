@@ -83,6 +83,14 @@ class PaymentsServiceStub:
     """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+    Reconcile: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]
+    """Reconciliation (admins and services): for payments created in [since,
+    until), at most 31 days, compares Payments' records with the credit ledger
+    (the grants and reversals whose references name payments) and, unless
+    skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
+    Stripe events received in the range that were rejected. Every difference
+    is returned with the ids needed to fix it. Reads only.
+    """
 
 @_typing.type_check_only
 class PaymentsServiceAsyncStub(PaymentsServiceStub):
@@ -139,6 +147,14 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+    Reconcile: _aio.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]  # type: ignore[assignment]
+    """Reconciliation (admins and services): for payments created in [since,
+    until), at most 31 days, compares Payments' records with the credit ledger
+    (the grants and reversals whose references name payments) and, unless
+    skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
+    Stripe events received in the range that were rejected. Every difference
+    is returned with the ids needed to fix it. Reads only.
+    """
 
 class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     """PaymentsService sells credit packages through Stripe and records payments.
@@ -270,5 +286,19 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.HandleStripeEventResponse, _abc.Awaitable[_payments_pb2.HandleStripeEventResponse]]:
         """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+
+    @_abc_1.abstractmethod
+    def Reconcile(
+        self,
+        request: _payments_pb2.ReconcileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ReconcileResponse, _abc.Awaitable[_payments_pb2.ReconcileResponse]]:
+        """Reconciliation (admins and services): for payments created in [since,
+        until), at most 31 days, compares Payments' records with the credit ledger
+        (the grants and reversals whose references name payments) and, unless
+        skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
+        Stripe events received in the range that were rejected. Every difference
+        is returned with the ids needed to fix it. Reads only.
+        """
 
 def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
