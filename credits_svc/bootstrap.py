@@ -12,7 +12,9 @@ from credits_svc.grpc_server import SERVICE_NAME, CreditsServicer
 from credits_svc.metrics import LedgerCheckRecord, LedgerCollector
 from credits_svc.models import idempotency_records
 from credits_svc.rollup import roll_up
+from credits_svc.sealing import seal_all
 from credits_svc.service import CreditsService
+from svckit.audit_chain import sealer_task
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.server import GrpcService, PeriodicTask, ServiceDefinition
@@ -40,6 +42,7 @@ def build(settings: CreditsSettings) -> GrpcService:
                 idempotency_purge(idempotency, engine, settings),
                 # Safe on every replica at once: one claims the watermark, the others skip their turn.
                 PeriodicTask("roll up credit totals", settings.totals_rollup_seconds, lambda: roll_up(engine)),
+                sealer_task(settings, lambda: seal_all(engine)),
                 *([ledger_check] if settings.ledger_check_seconds else []),
             ],
             on_stop=engine.dispose,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from svckit.actors import ID_PATTERN
+from svckit.chain import ChainReport
 from svckit.errors import AlreadyExists, FailedPrecondition, NotFound, Reason, Violations
 
 MAX_AMOUNT = 1_000_000_000_000
@@ -285,6 +286,13 @@ class LedgerReport:
     mismatches: list[AccountMismatch]
     unbalanced_transfer_ids: list[str]
     negative_accounts: list[str]
+    # The hash chains (credits_svc.sealing); None when the check did not verify them.
+    transfer_chain: ChainReport | None = None
+    audit_chain: ChainReport | None = None
+
+    @property
+    def chains_intact(self) -> bool:
+        return all(chain is None or chain.intact for chain in (self.transfer_chain, self.audit_chain))
 
     @property
     def balanced(self) -> bool:
@@ -293,6 +301,7 @@ class LedgerReport:
             and not self.mismatches
             and not self.unbalanced_transfer_ids
             and not self.negative_accounts
+            and self.chains_intact
         )
 
 

@@ -11,7 +11,7 @@ from billing.credits.v1 import credits_pb2 as pb
 from billing.credits.v1 import credits_pb2_grpc
 from credits_svc import domain
 from credits_svc.service import CreditsService
-from svckit.admin_pb import audit_to_pb
+from svckit.admin_pb import audit_to_pb, chain_to_pb
 from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.pagination import decode_int_position, decode_page_token, encode_page_token
@@ -247,7 +247,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
 
     async def CheckLedger(self, request: pb.CheckLedgerRequest, context: Any) -> pb.CheckLedgerResponse:
         report = await in_thread(self.service.check_ledger, current_call().actor)
-        return pb.CheckLedgerResponse(
+        response = pb.CheckLedgerResponse(
             balanced=report.balanced,
             accounts_checked=report.accounts_checked,
             transfers_checked=report.transfers_checked,
@@ -259,3 +259,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             unbalanced_transfer_ids=report.unbalanced_transfer_ids,
             negative_accounts=report.negative_accounts,
         )
+        if report.transfer_chain is not None:
+            response.transfer_chain.CopyFrom(chain_to_pb(report.transfer_chain))
+        if report.audit_chain is not None:
+            response.audit_chain.CopyFrom(chain_to_pb(report.audit_chain))
+        return response

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine
 from credits_svc import domain
 from credits_svc.models import audit_records
 from credits_svc.repository import LedgerRepository
+from credits_svc.sealing import check_ledger
 from svckit.actors import Actor
 from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
 from svckit.clock import utc_now
@@ -79,7 +80,7 @@ class CreditsService:
 
     def check_ledger(self, actor: Actor) -> domain.LedgerReport:
         actor.require_privileged("check the ledger")
-        return run_transaction(self.engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
+        return check_ledger(self.engine)
 
     # --- admin reads ------------------------------------------------------------------
 

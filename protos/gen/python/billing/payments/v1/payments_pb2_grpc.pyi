@@ -83,6 +83,10 @@ class PaymentsServiceStub:
     """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+    CheckAuditChain: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CheckAuditChainRequest, _payments_pb2.CheckAuditChainResponse]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
+    """
 
 @_typing.type_check_only
 class PaymentsServiceAsyncStub(PaymentsServiceStub):
@@ -139,6 +143,10 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     """The admin actions this service performed, newest first (admins and services)."""
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleStripeEventRequest, _payments_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+    CheckAuditChain: _aio.UnaryUnaryMultiCallable[_payments_pb2.CheckAuditChainRequest, _payments_pb2.CheckAuditChainResponse]  # type: ignore[assignment]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
+    """
 
 class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     """PaymentsService sells credit packages through Stripe and records payments.
@@ -270,5 +278,15 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.HandleStripeEventResponse, _abc.Awaitable[_payments_pb2.HandleStripeEventResponse]]:
         """Applies a verified Stripe event; `idempotency-key` must be the event id."""
+
+    @_abc_1.abstractmethod
+    def CheckAuditChain(
+        self,
+        request: _payments_pb2.CheckAuditChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CheckAuditChainResponse, _abc.Awaitable[_payments_pb2.CheckAuditChainResponse]]:
+        """Verifies the hash chain over this service's audit records (admins and
+        services): the first broken link, and how many records are not sealed yet.
+        """
 
 def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
