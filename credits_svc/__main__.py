@@ -1,4 +1,4 @@
-"""python -m credits_svc [serve | migrate | check-ledger | rollup | expire]"""
+"""python -m credits_svc [serve | migrate | check-ledger | rollup | expire | seal]"""
 
 from __future__ import annotations
 
@@ -10,20 +10,26 @@ from credits_svc.config import CreditsSettings
 from credits_svc.expiry import run_expiry
 from credits_svc.hold_service import HoldService
 from credits_svc.models import idempotency_records
-from credits_svc.repository import LedgerRepository
 from credits_svc.rollup import roll_up
+from credits_svc.sealing import check_ledger as full_check
+from credits_svc.sealing import seal_all
 from credits_svc.service import new_transfer_id
 from svckit import cli
+from svckit.audit_chain import print_seal_runs
 from svckit.bootstrap import open_database
-from svckit.db import run_transaction
+from svckit.chain import ChainReport, report_dict
 from svckit.idempotency import IdempotencyStore
 
 
+def _chain(report: ChainReport | None) -> object:
+    return None if report is None else report_dict(report)
+
+
 def check_ledger(settings: CreditsSettings) -> int:
-    """Print the ledger check as JSON; exit status 1 when it fails."""
+    """Print the ledger check, hash chains included, as JSON; exit status 1 when it fails."""
     engine = open_database(settings, MIGRATIONS, "credits")
     try:
-        report = run_transaction(engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
+        report = full_check(engine)
     finally:
         engine.dispose()
     print(
@@ -37,6 +43,8 @@ def check_ledger(settings: CreditsSettings) -> int:
                 "unbalanced_transfer_ids": report.unbalanced_transfer_ids,
                 "negative_accounts": report.negative_accounts,
                 "lot_problems": report.lot_problems,
+                "transfer_chain": _chain(report.transfer_chain),
+                "audit_chain": _chain(report.audit_chain),
             },
             indent=2,
         )
@@ -67,6 +75,16 @@ def expire(settings: CreditsSettings) -> int:
     return 0
 
 
+def seal(settings: CreditsSettings) -> int:
+    """Seal the transfers and audit records not sealed yet into their hash chains now; print what it did."""
+    engine = open_database(settings, MIGRATIONS, "credits")
+    try:
+        runs = seal_all(engine)
+    finally:
+        engine.dispose()
+    return print_seal_runs(runs)
+
+
 if __name__ == "__main__":
     sys.exit(
         cli.main(
@@ -75,7 +93,11 @@ if __name__ == "__main__":
             build=build,
             migrations=MIGRATIONS,
             extra={
-                "check-ledger": ("prove balances equal their entries and sum to zero", check_ledger),
+                "check-ledger": (
+                    "prove balances equal their entries and sum to zero, and verify the hash chains",
+                    check_ledger,
+                ),
+                "seal": ("seal the transfers and audit records not sealed yet into their hash chains", seal),
                 "rollup": ("bring the hourly credit totals up to date now", rollup),
                 "expire": ("expire lots past their expiry and release holds past their timeout now", expire),
             },

@@ -14,7 +14,9 @@ from credits_svc.hold_service import HoldService
 from credits_svc.metrics import LedgerCheckRecord, LedgerCollector
 from credits_svc.models import idempotency_records
 from credits_svc.rollup import roll_up
+from credits_svc.sealing import seal_all
 from credits_svc.service import CreditsService, new_transfer_id
+from svckit.audit_chain import sealer_task
 from svckit.bootstrap import idempotency_purge, open_database
 from svckit.idempotency import IdempotencyStore
 from svckit.server import GrpcService, PeriodicTask, ServiceDefinition
@@ -49,6 +51,7 @@ def build(settings: CreditsSettings) -> GrpcService:
                     settings.expiry_seconds,
                     lambda: run_expiry(engine, holds, new_transfer_id),
                 ),
+                sealer_task(settings, lambda: seal_all(engine)),
                 *([ledger_check] if settings.ledger_check_seconds else []),
             ],
             on_stop=engine.dispose,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from svckit.actors import ID_PATTERN
+from svckit.chain import ChainReport
 from svckit.errors import AlreadyExists, FailedPrecondition, NotFound, Reason, Violations
 
 MAX_AMOUNT = 1_000_000_000_000
@@ -346,6 +347,13 @@ class LedgerReport:
     negative_accounts: list[str]
     # Lots or holds that disagree with the ledger (credits_svc.lot_store.LotRepository.check).
     lot_problems: list[str] = field(default_factory=list)
+    # The hash chains (credits_svc.sealing); None when the check did not verify them.
+    transfer_chain: ChainReport | None = None
+    audit_chain: ChainReport | None = None
+
+    @property
+    def chains_intact(self) -> bool:
+        return all(chain is None or chain.intact for chain in (self.transfer_chain, self.audit_chain))
 
     @property
     def balanced(self) -> bool:
@@ -355,6 +363,7 @@ class LedgerReport:
             and not self.unbalanced_transfer_ids
             and not self.negative_accounts
             and not self.lot_problems
+            and self.chains_intact
         )
 
 

@@ -14,7 +14,7 @@ from billing.credits.v1 import credits_pb2_grpc
 from credits_svc import domain, lots
 from credits_svc.hold_service import HoldResult, HoldService
 from credits_svc.service import CreditsService
-from svckit.admin_pb import audit_to_pb
+from svckit.admin_pb import audit_to_pb, chain_to_pb
 from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.pagination import decode_int_position, decode_page_token, encode_page_token
@@ -317,7 +317,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
 
     async def CheckLedger(self, request: pb.CheckLedgerRequest, context: Any) -> pb.CheckLedgerResponse:
         report = await in_thread(self.service.check_ledger, current_call().actor)
-        return pb.CheckLedgerResponse(
+        response = pb.CheckLedgerResponse(
             balanced=report.balanced,
             accounts_checked=report.accounts_checked,
             transfers_checked=report.transfers_checked,
@@ -330,6 +330,11 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             negative_accounts=report.negative_accounts,
             lot_problems=report.lot_problems,
         )
+        if report.transfer_chain is not None:
+            response.transfer_chain.CopyFrom(chain_to_pb(report.transfer_chain))
+        if report.audit_chain is not None:
+            response.audit_chain.CopyFrom(chain_to_pb(report.audit_chain))
+        return response
 
     async def ListLots(self, request: pb.ListLotsRequest, context: Any) -> pb.ListLotsResponse:
         found = await in_thread(self.service.list_lots, current_call().actor, request.user_id)

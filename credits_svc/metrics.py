@@ -3,7 +3,8 @@
 Balances come from the hourly rollup (`ledger_hourly_totals`, credits_svc.rollup) plus the transfers above
 its watermark, read in one snapshot at scrape time: a few hundred rows, whatever the ledger's size. The
 ledger check proves the whole ledger and costs as much; it runs as a periodic task
-(CREDITS_LEDGER_CHECK_SECONDS) and its last result is what a scrape reports.
+(CREDITS_LEDGER_CHECK_SECONDS) and its last result is what a scrape reports, the hash chains'
+verification included (per chain: intact or not, and how many rows were not sealed yet).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import Connection, Engine, func, select
 from credits_svc import domain
 from credits_svc.models import hourly_totals, ledger_entries, transfers
 from credits_svc.repository import LedgerRepository
+from credits_svc.sealing import check_ledger
 from svckit.db import run_transaction
 from svckit.metrics import statement_timeout
 
@@ -63,10 +65,18 @@ def read_amounts(conn: Connection) -> Counter[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
+class ChainResult:
+    intact: bool
+    unsealed: int
+
+
+@dataclass(frozen=True)
 class CheckResult:
     balanced: bool
     finished_at: float
     duration_seconds: float
+    # Per chain ("transfers", "audit").
+    chains: dict[str, ChainResult]
 
 
 class LedgerCheckRecord:
@@ -79,8 +89,19 @@ class LedgerCheckRecord:
 
     def run(self, engine: Engine) -> None:
         started = time.perf_counter()
-        report = run_transaction(engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
-        result = CheckResult(report.balanced, time.time(), time.perf_counter() - started)
+        report = check_ledger(engine)
+        chains = {
+            chain.chain: ChainResult(chain.intact, chain.unsealed)
+            for chain in (report.transfer_chain, report.audit_chain)
+            if chain is not None
+        }
+        result = CheckResult(report.balanced, time.time(), time.perf_counter() - started, chains)
+        for chain in (report.transfer_chain, report.audit_chain):
+            if chain is not None and chain.first_break is not None:
+                log.error(
+                    "hash chain broken: run `python -m credits_svc check-ledger` for the details",
+                    extra={"chain": chain.chain, **chain.first_break.__dict__},
+                )
         if not report.balanced:
             log.error(
                 "ledger check failed: run `python -m credits_svc check-ledger` for the details",
@@ -128,6 +149,16 @@ class LedgerCollector(Collector):
                 "When a periodic ledger check last passed (0: not since the process started).",
             ),
             GaugeMetricFamily("billing_ledger_check_duration_seconds", "How long the last ledger check took."),
+            GaugeMetricFamily(
+                "billing_ledger_chain_intact",
+                "1 when the hash chain verified at the last periodic ledger check, 0 when a link was broken.",
+                labels=["chain"],
+            ),
+            GaugeMetricFamily(
+                "billing_ledger_chain_unsealed_rows",
+                "Rows not sealed into the hash chain yet at the last periodic ledger check.",
+                labels=["chain"],
+            ),
         ]
         return {family.name: family for family in families}
 
@@ -155,10 +186,15 @@ class LedgerCollector(Collector):
             f["billing_ledger_check_balanced"].add_metric([], 1 if last.balanced else 0)
             f["billing_ledger_check_last_run_timestamp_seconds"].add_metric([], last.finished_at)
             f["billing_ledger_check_duration_seconds"].add_metric([], last.duration_seconds)
+            for name, chain in sorted(last.chains.items()):
+                f["billing_ledger_chain_intact"].add_metric([name], 1 if chain.intact else 0)
+                f["billing_ledger_chain_unsealed_rows"].add_metric([name], chain.unsealed)
             out += [
                 f["billing_ledger_check_balanced"],
                 f["billing_ledger_check_last_run_timestamp_seconds"],
                 f["billing_ledger_check_duration_seconds"],
+                f["billing_ledger_chain_intact"],
+                f["billing_ledger_chain_unsealed_rows"],
             ]
         f["billing_ledger_check_last_success_timestamp_seconds"].add_metric([], last_success_at)
         out.append(f["billing_ledger_check_last_success_timestamp_seconds"])

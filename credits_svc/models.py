@@ -10,7 +10,9 @@ The schema enforces the ledger's invariants on its own, whatever the code does:
 - ledger entries can be neither updated nor deleted (triggers, in the migration).
 
 Beside the ledger: the hourly totals the rollup maintains (credits_svc.rollup) with
-the one row that says how far it got, and the audit log of admin actions.
+the one row that says how far it got, the audit log of admin actions, and the
+hash chains' seals over transfers and audit records with their watermarks
+(credits_svc.sealing, svckit.chain; seals are insert-only, triggers in the migration).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from svckit.audit import audit_table
+from svckit.audit_chain import audit_seals_table
+from svckit.chain import chain_state_table, seal_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 
@@ -226,3 +230,6 @@ audit_records = audit_table(metadata)
 credit_lots = cast(Table, CreditLot.__table__)
 lot_movements = cast(Table, LotMovement.__table__)
 credit_holds = cast(Table, CreditHold.__table__)
+chain_state = chain_state_table(metadata)
+transfer_seals = seal_table(metadata, "transfer_seals", "transfer_id", String(35), "transfers.id")
+audit_seals = audit_seals_table(metadata)

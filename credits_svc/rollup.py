@@ -12,18 +12,13 @@ serialised, the step's write transaction is exclusive anyway).
 
 The one subtlety: entry ids are handed out when a transaction inserts, not when it
 commits, so a step must never move the watermark past an id whose transaction is
-still running (it would commit later, below the watermark, and never be counted).
-On PostgreSQL a step therefore reads the sequence's last value L first, then
-claims the watermark row, which gives the step its own transaction id X, and
-waits until every transaction with an id below X has ended as a new snapshot
-sees it (not pg_xact_status: a transaction is marked committed a moment before
-snapshots see it). An entry id at most L was handed out before L was read, to a
-transaction that already had its transaction id (each inserts its idempotency
-record and transfer before its entries), so that id is below X: once the wait is
-over, every entry id at most L is settled, committed and visible to the
-statements that follow, or never to be. The sequence hands out ids one at a time
-(CACHE 1, the default). A writer that holds on longer than SETTLE_WAIT_SECONDS
-makes the step give up its turn: totals stay exact, the live tail just grows.
+still running. On PostgreSQL a step reads the sequence's last value before it
+claims the watermark row, then waits for the transactions that began writing
+before it (svckit.settle explains why that is enough; each writer inserts its
+idempotency record and transfer before its entries, so it has its transaction id
+before it takes an entry id). A writer that holds on longer than
+SETTLE_WAIT_SECONDS makes the step give up its turn: totals stay exact, the live
+tail just grows.
 
 Readers (`LedgerRepository.credit_totals`) add the rows above the watermark
 live, in the same snapshot as the rollup rows, so totals are exact at any time;
@@ -33,16 +28,16 @@ the rollup only keeps that live part small.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from credits_svc.repository import LedgerRepository, RollupWatermark, floor_hour
 from svckit.clock import utc_now
 from svckit.db import run_transaction
+from svckit.settle import last_issued, wait_for_earlier_writers
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +46,7 @@ STEP_ENTRY_IDS = 100_000
 # How long a step waits for transactions in flight to end before giving up its turn.
 SETTLE_WAIT_SECONDS = 5.0
 
-_LAST_ISSUED = text(
-    "SELECT last_value FROM pg_sequences WHERE schemaname = current_schema() AND sequencename = 'ledger_entries_id_seq'"
-)
-_MY_XID = text("SELECT CAST(pg_current_xact_id() AS text)")
-# Every transaction id below :xid has ended, as this statement's snapshot sees it.
-_ALL_ENDED_BEFORE = text(
-    "SELECT pg_snapshot_xmax(s) >= CAST(:xid AS xid8)"
-    " AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(s) AS running(xid) WHERE running.xid < CAST(:xid AS xid8))"
-    " FROM pg_current_snapshot() AS s"
-)
+ENTRY_SEQUENCE = "ledger_entries_id_seq"
 
 
 @dataclass(frozen=True)
@@ -79,28 +65,17 @@ class _Step:
     caught_up: bool = False
 
 
-def _wait_for_earlier_writers(conn: Connection, wait_seconds: float) -> bool:
-    """Wait until every transaction that began writing before this one has ended; False if it took too long."""
-    mine = conn.execute(_MY_XID).scalar_one()  # assigned already: the watermark row is locked
-    deadline = time.monotonic() + wait_seconds
-    while not conn.execute(_ALL_ENDED_BEFORE, {"xid": mine}).scalar_one():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
 def _step(conn: Connection, step_entry_ids: int, wait_seconds: float) -> _Step:
     """One bounded batch, in a READ COMMITTED transaction (each statement sees a new snapshot)."""
     repo = LedgerRepository(conn)
     postgres = conn.dialect.name == "postgresql"
     # PostgreSQL: read before the claim below (see the module's docstring). SQLite: this
     # write transaction excludes every other writer, so the highest id is settled.
-    settled = int(conn.execute(_LAST_ISSUED).scalar() or 0) if postgres else repo.last_entry_id()
+    settled = last_issued(conn, ENTRY_SEQUENCE) if postgres else repo.last_entry_id()
     mark = repo.claim_rollup_watermark()
     if mark is None:
         return _Step(0, 0, skipped=True)
-    if postgres and not _wait_for_earlier_writers(conn, wait_seconds):
+    if postgres and not wait_for_earlier_writers(conn, wait_seconds):
         log.warning("rollup: transactions in flight did not end in time; next turn")
         return _Step(0, mark.last_entry_id, skipped=True)
     upto = min(settled, mark.last_entry_id + step_entry_ids)

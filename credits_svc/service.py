@@ -14,6 +14,7 @@ from credits_svc import domain, lots
 from credits_svc.lot_store import Liability, LotRepository
 from credits_svc.models import audit_records
 from credits_svc.repository import LedgerRepository
+from credits_svc.sealing import check_ledger
 from credits_svc.wallet import Wallet
 from svckit.actors import Actor
 from svckit.audit import AuditFilter, AuditLog, AuditRecord, is_audited
@@ -90,7 +91,7 @@ class CreditsService:
 
     def check_ledger(self, actor: Actor) -> domain.LedgerReport:
         actor.require_privileged("check the ledger")
-        return run_transaction(self.engine, lambda conn: LedgerRepository(conn).check(), read_only=True, snapshot=True)
+        return check_ledger(self.engine)
 
     # --- admin reads ------------------------------------------------------------------
 

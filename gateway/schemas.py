@@ -9,11 +9,12 @@ ISO-8601 strings in UTC (`2025-01-31T12:00:00.123456Z`), absent values as null.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing.common.v1 import admin_pb2
 from billing.credits.v1 import credits_pb2 as pb
 from svckit.actors import ID_PATTERN
 
@@ -226,14 +227,62 @@ class AccountMismatch(Body):
     entries_sum: int
 
 
+ChainBreakReason = Literal["row_changed", "row_missing", "seal_missing", "link_broken"]
+
+
+class ChainBreak(Body):
+    seq: int = Field(description="The broken link's position in the chain, from 1.")
+    row_id: str = Field(description='The transfer or audit record it seals ("" when unknown).')
+    reason: ChainBreakReason = Field(
+        description="row_changed: the row's contents no longer give the sealed hash; row_missing: the sealed row "
+        "is gone; seal_missing: a row below the sealer's watermark has no seal; link_broken: the seal's previous "
+        "hash is not the hash of the link before it."
+    )
+    computed_hash: str = Field(description='SHA-256 of the row as it is now ("" when there is no row).')
+    sealed_hash: str = Field(description='The hash the seal recorded ("" when there is no seal).')
+
+
+class ChainCheck(Body):
+    intact: bool = Field(description="True when every sealed link verifies.")
+    sealed: int = Field(description="Links that verified, from the first.")
+    unsealed: int = Field(description="Rows not sealed yet (above the sealer's watermark): not a break.")
+    head_hash: str = Field(description="The hash of the last link that verified (64 zeros for none).")
+    first_break: ChainBreak | None = Field(description="The first broken link; null when intact.")
+
+    @classmethod
+    def from_pb(cls, check: admin_pb2.ChainCheck) -> ChainCheck:
+        first = check.first_break if check.HasField("first_break") else None
+        return cls(
+            intact=check.intact,
+            sealed=check.sealed,
+            unsealed=check.unsealed,
+            head_hash=check.head_hash,
+            first_break=None
+            if first is None
+            else ChainBreak(
+                seq=first.seq,
+                row_id=first.row_id,
+                reason=cast(ChainBreakReason, first.reason),
+                computed_hash=first.computed_hash,
+                sealed_hash=first.sealed_hash,
+            ),
+        )
+
+
 class LedgerCheck(Body):
-    balanced: bool = Field(description="True when every rule holds.")
+    balanced: bool = Field(description="True when every rule holds and both hash chains are intact.")
     accounts_checked: int
     transfers_checked: int
     total_balance: int = Field(description="Sum of every account's balance; zero when balanced.")
     mismatches: list[AccountMismatch]
     unbalanced_transfer_ids: list[str]
     negative_accounts: list[str]
+    transfer_chain: ChainCheck | None = Field(
+        description="The hash chain over transfers and their entries; null when the service did not verify it."
+    )
+    audit_chain: ChainCheck | None = Field(
+        description="The hash chain over the Credits audit log; null when the service did not verify it."
+    )
 
     @classmethod
     def from_pb(cls, response: pb.CheckLedgerResponse) -> LedgerCheck:
@@ -248,6 +297,8 @@ class LedgerCheck(Body):
             ],
             unbalanced_transfer_ids=list(response.unbalanced_transfer_ids),
             negative_accounts=list(response.negative_accounts),
+            transfer_chain=ChainCheck.from_pb(response.transfer_chain) if response.HasField("transfer_chain") else None,
+            audit_chain=ChainCheck.from_pb(response.audit_chain) if response.HasField("audit_chain") else None,
         )
 
 

@@ -1,4 +1,4 @@
-"""python -m payments_svc [serve | migrate | reconcile [--since ...] [--until ...] [--no-stripe]]"""
+"""python -m payments_svc [serve | migrate | seal | check-audit-chain | reconcile [options]]"""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from payments_svc.bootstrap import MIGRATIONS, build, credits_target_of, stripe_settings
 from payments_svc.config import PaymentsSettings
+from payments_svc.models import AUDIT_CHAIN
 from payments_svc.reconciler import Reconciler, check_window
 from svckit import cli
+from svckit.audit_chain import audit_chain_commands
 from svckit.bootstrap import open_database
 from svckit.errors import BillingError
 from svckit.stripe_client import make_client
@@ -67,5 +69,6 @@ if __name__ == "__main__":
             build=build,
             migrations=MIGRATIONS,
             with_options={"reconcile": ("compare Payments with the credit ledger and Stripe", reconcile)},
+            extra=audit_chain_commands("payments", MIGRATIONS, AUDIT_CHAIN),
         )
     )

@@ -16,11 +16,13 @@ from payments_svc.catalog import load_catalog
 from payments_svc.config import PaymentsSettings
 from payments_svc.credits_relay import CreditsRelay, CreditsTarget
 from payments_svc.grpc_server import SERVICE_NAME, PaymentsServicer
-from payments_svc.models import idempotency_records, outbox_messages, stripe_events
+from payments_svc.models import AUDIT_CHAIN, idempotency_records, outbox_messages, stripe_events
 from payments_svc.reconciler import Reconciler
 from payments_svc.service import PaymentsService
 from payments_svc.stripe_provider import StripePaymentProvider
+from svckit.audit_chain import sealer_task
 from svckit.bootstrap import idempotency_purge, open_database
+from svckit.chain import seal
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
 from svckit.metrics import OutboxCollector
@@ -97,7 +99,10 @@ def build(settings: PaymentsSettings) -> GrpcService:
             name="payments",
             service_names=[SERVICE_NAME],
             register=register,
-            periodic=[idempotency_purge(idempotency, engine, settings)],
+            periodic=[
+                idempotency_purge(idempotency, engine, settings),
+                sealer_task(settings, lambda: seal(engine, AUDIT_CHAIN)),
+            ],
             background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
             collectors=[OutboxCollector("payments", engine, outbox_messages)],

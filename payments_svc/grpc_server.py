@@ -13,7 +13,7 @@ from billing.payments.v1 import payments_pb2_grpc
 from payments_svc import domain
 from payments_svc.reconciler import Report
 from payments_svc.service import CheckoutCreated, IntentCreated, PaymentsService, RefundCreated
-from svckit.admin_pb import audit_to_pb, event_to_pb
+from svckit.admin_pb import audit_to_pb, chain_to_pb, event_to_pb
 from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.inbox import StoredEvent
@@ -336,3 +336,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             use_stripe=not request.skip_stripe,
         )
         return report_to_pb(report)
+
+    async def CheckAuditChain(self, request: pb.CheckAuditChainRequest, context: Any) -> pb.CheckAuditChainResponse:
+        report = await in_thread(self.service.check_audit_chain, current_call().actor)
+        return pb.CheckAuditChainResponse(audit_chain=chain_to_pb(report))

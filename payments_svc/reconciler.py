@@ -18,6 +18,7 @@ boundary never shows as a difference.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from sqlalchemy import Engine
 from billing.credits.v1 import credits_pb2, credits_pb2_grpc
 from payments_svc import domain
 from payments_svc.reconciliation import (
+    Discrepancy,
     Findings,
     LedgerTransfer,
     RefundRecord,
@@ -379,9 +381,26 @@ class Reconciler:
         self.stripe_client = stripe_client
 
     def run(self, since: datetime, until: datetime, *, use_stripe: bool, progress: Progress = no_progress) -> Report:
+        """Differences found twice in a row: one that a second look no longer finds was still moving.
+
+        The three sources cannot be read at one instant: a refund recorded just after Payments was
+        read, or a reversal committed just after the ledger was read, shows as a difference that
+        is gone a moment later. Only what the second pass finds again is reported.
+        """
         ledger = CreditsLedger(self.credits)
         try:
             stripe_records = StripeRecords(self.stripe_client) if use_stripe else None
-            return reconcile(self.engine, ledger, stripe_records, since, until, progress)
+            first = reconcile(self.engine, ledger, stripe_records, since, until, progress)
+            if not first.findings.discrepancies:
+                return first
+            progress("confirming differences", len(first.findings.discrepancies))
+            second = reconcile(self.engine, ledger, stripe_records, since, until, progress)
         finally:
             ledger.close()
+        seen = {_identity(d) for d in first.findings.discrepancies}
+        confirmed = [d for d in second.findings.discrepancies if _identity(d) in seen]
+        return dataclasses.replace(second, findings=dataclasses.replace(second.findings, discrepancies=confirmed))
+
+
+def _identity(found: Discrepancy) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return found.kind.value, tuple(sorted(found.ids.items()))

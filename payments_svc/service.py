@@ -26,13 +26,15 @@ from sqlalchemy import Connection, Engine
 
 from payments_svc import domain
 from payments_svc.credits_relay import GRANT, REVERSE
-from payments_svc.models import audit_records
+from payments_svc.models import AUDIT_CHAIN, audit_records
 from payments_svc.reconciler import Reconciler, Report, check_window
 from payments_svc.repository import PaymentsRepository
 from payments_svc.stripe_events import EventFacts, Origin, facts_from_event, origin_from_metadata
 from payments_svc.stripe_provider import CheckoutRequest, CreatedIntent, CreatedRefund, CreatedSession, PaymentProvider
 from svckit.actors import ID_PATTERN, Actor
 from svckit.audit import AuditFilter, AuditLog, AuditPage, is_audited, list_audit
+from svckit.audit_chain import check_audit_chain_as
+from svckit.chain import ChainReport
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import FieldViolation, InvalidArgument, Unimplemented
@@ -212,6 +214,10 @@ class PaymentsService:
         return list_events(
             self.engine, self.inbox, actor, status=status, type_=type_, page_size=page_size, before=before
         )
+
+    def check_audit_chain(self, actor: Actor) -> ChainReport:
+        """The audit log's hash chain, verified (admins and services)."""
+        return check_audit_chain_as(actor, self.engine, AUDIT_CHAIN)
 
     def list_audit_records(
         self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None

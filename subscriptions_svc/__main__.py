@@ -1,4 +1,4 @@
-"""python -m subscriptions_svc [serve | migrate | sync-plans]"""
+"""python -m subscriptions_svc [serve | migrate | sync-plans | seal | check-audit-chain]"""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import sys
 
 from subscriptions_svc.bootstrap import MIGRATIONS, build
 from subscriptions_svc.config import SubscriptionsSettings
+from subscriptions_svc.models import AUDIT_CHAIN
 from subscriptions_svc.plan_sync import sync_plans
 from subscriptions_svc.plans import InvalidPlans, load_plans
 from subscriptions_svc.stripe_provider import StripeSubscriptionProvider
 from svckit import cli
+from svckit.audit_chain import audit_chain_commands
 from svckit.bootstrap import open_database
 from svckit.clock import utc_now
 from svckit.errors import BillingError
@@ -42,6 +44,9 @@ if __name__ == "__main__":
             settings_type=SubscriptionsSettings,
             build=build,
             migrations=MIGRATIONS,
-            extra={"sync-plans": ("make Stripe's products and prices match the plan catalog", sync)},
+            extra={
+                "sync-plans": ("make Stripe's products and prices match the plan catalog", sync),
+                **audit_chain_commands("subscriptions", MIGRATIONS, AUDIT_CHAIN),
+            },
         )
     )

@@ -12,13 +12,15 @@ from subscriptions_svc.config import SubscriptionsSettings
 from subscriptions_svc.customers import PaymentsCustomers
 from subscriptions_svc.event_handler import StripeEventHandler
 from subscriptions_svc.grpc_server import SERVICE_NAME, SubscriptionsServicer
-from subscriptions_svc.models import audit_records, idempotency_records, outbox_messages, stripe_events
+from subscriptions_svc.models import AUDIT_CHAIN, audit_records, idempotency_records, outbox_messages, stripe_events
 from subscriptions_svc.outbox_handlers import OutboxHandlers
 from subscriptions_svc.plans import load_plans
 from subscriptions_svc.service import SubscriptionsService
 from subscriptions_svc.stripe_provider import StripeSubscriptionProvider
 from svckit.audit import AuditLog
+from svckit.audit_chain import sealer_task
 from svckit.bootstrap import idempotency_purge, open_database
+from svckit.chain import seal
 from svckit.idempotency import IdempotencyStore
 from svckit.inbox import Inbox
 from svckit.mail import mailer_for
@@ -86,7 +88,10 @@ def build(settings: SubscriptionsSettings) -> GrpcService:
             name="subscriptions",
             service_names=[SERVICE_NAME],
             register=register,
-            periodic=[idempotency_purge(idempotency, engine, settings)],
+            periodic=[
+                idempotency_purge(idempotency, engine, settings),
+                sealer_task(settings, lambda: seal(engine, AUDIT_CHAIN)),
+            ],
             background=[relay.run] if settings.outbox_relay else [],
             on_stop=engine.dispose,
             collectors=[OutboxCollector("subscriptions", engine, outbox_messages)],

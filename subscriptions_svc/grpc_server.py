@@ -14,7 +14,7 @@ from billing.subscriptions.v1 import subscriptions_pb2_grpc
 from subscriptions_svc import domain
 from subscriptions_svc.event_handler import StripeEventHandler
 from subscriptions_svc.service import CheckoutStarted, SubscriptionCreated, SubscriptionsService
-from svckit.admin_pb import audit_to_pb, event_to_pb
+from svckit.admin_pb import audit_to_pb, chain_to_pb, event_to_pb
 from svckit.audit import AuditFilter
 from svckit.errors import FieldViolation, InvalidArgument
 from svckit.idempotency import Outcome
@@ -333,3 +333,7 @@ class SubscriptionsServicer(subscriptions_pb2_grpc.SubscriptionsServiceServicer)
         self, request: pb.HandleStripeEventRequest, context: Any
     ) -> pb.HandleStripeEventResponse:
         return await apply_stripe_event(self.events.handle, request, pb.HandleStripeEventResponse)
+
+    async def CheckAuditChain(self, request: pb.CheckAuditChainRequest, context: Any) -> pb.CheckAuditChainResponse:
+        report = await in_thread(self.service.check_audit_chain, current_call().actor)
+        return pb.CheckAuditChainResponse(audit_chain=chain_to_pb(report))

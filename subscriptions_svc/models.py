@@ -23,6 +23,8 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from svckit.audit import audit_table
+from svckit.audit_chain import AuditChain, audit_seals_table
+from svckit.chain import chain_state_table
 from svckit.db import NAMING_CONVENTION, UtcDateTime
 from svckit.idempotency import idempotency_table
 from svckit.inbox import inbox_table
@@ -172,6 +174,10 @@ idempotency_records = idempotency_table(metadata)
 stripe_events = inbox_table(metadata)
 outbox_messages = outbox_table(metadata)
 audit_records = audit_table(metadata)
+chain_state = chain_state_table(metadata)
+audit_seals = audit_seals_table(metadata)
+# The hash chain over the audit log (svckit.audit_chain).
+AUDIT_CHAIN = AuditChain(audit_records, audit_seals, chain_state)
 customers = cast(Table, Customer.__table__)
 plan_prices = cast(Table, PlanPrice.__table__)
 subscriptions = cast(Table, Subscription.__table__)

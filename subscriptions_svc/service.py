@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from subscriptions_svc import domain
 from subscriptions_svc.customers import CustomerDirectory
-from subscriptions_svc.models import audit_records, stripe_events
+from subscriptions_svc.models import AUDIT_CHAIN, audit_records, stripe_events
 from subscriptions_svc.plans import Plan, PlanCatalog
 from subscriptions_svc.repository import SubscriptionsRepository
 from subscriptions_svc.stripe_provider import (
@@ -41,6 +41,8 @@ from subscriptions_svc.stripe_provider import (
 )
 from svckit.actors import Actor
 from svckit.audit import AuditFilter, AuditLog, AuditPage, is_audited, list_audit
+from svckit.audit_chain import check_audit_chain_as
+from svckit.chain import ChainReport
 from svckit.clock import utc_now
 from svckit.db import run_transaction
 from svckit.errors import BillingError, FieldViolation, InvalidArgument, Unavailable
@@ -197,6 +199,10 @@ class SubscriptionsService:
         return list_events(
             self.engine, self.inbox, actor, status=status, type_=type_, page_size=page_size, before=before
         )
+
+    def check_audit_chain(self, actor: Actor) -> ChainReport:
+        """The audit log's hash chain, verified (admins and services)."""
+        return check_audit_chain_as(actor, self.engine, AUDIT_CHAIN)
 
     def audit_records(
         self, actor: Actor, where: AuditFilter, *, page_size: int, before: tuple[datetime, str] | None

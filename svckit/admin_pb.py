@@ -1,4 +1,5 @@
-"""The admin views every service answers alike, as `billing.common.v1` messages: inbox events, audit records."""
+"""The admin views every service answers alike, as `billing.common.v1` messages: inbox events, audit records,
+hash chain checks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing.common.v1 import admin_pb2
 from svckit.audit import AuditRecord
+from svckit.chain import ChainReport
 from svckit.inbox import StoredEvent
 
 
@@ -39,3 +41,25 @@ def audit_to_pb(record: AuditRecord, service: str) -> admin_pb2.AuditRecord:
         time=_timestamp(record.created_at),
         service=service,
     )
+
+
+def chain_to_pb(report: ChainReport) -> admin_pb2.ChainCheck:
+    message = admin_pb2.ChainCheck(
+        chain=report.chain,
+        intact=report.intact,
+        sealed=report.sealed,
+        unsealed=report.unsealed,
+        head_hash=report.head_hash,
+    )
+    first = report.first_break
+    if first is not None:
+        message.first_break.CopyFrom(
+            admin_pb2.ChainBreak(
+                seq=first.seq,
+                row_id=first.row_id,
+                reason=first.reason,
+                computed_hash=first.computed_hash,
+                sealed_hash=first.sealed_hash,
+            )
+        )
+    return message

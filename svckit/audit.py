@@ -1,7 +1,11 @@
 """The audit log: every admin action a service performs, recorded in the same transaction as its effect.
 
 Records are immutable, like the ledger: the database refuses to update or
-delete them (triggers created by `svckit.migrations.create_audit_records_v1`).
+delete them (triggers created by `svckit.migrations.create_audit_records_v1`),
+and a sealer chains them by hash so that a change made behind the database's
+back shows (svckit.audit_chain). Each record has an `ordinal`, from a sequence on
+PostgreSQL (one more than the highest on SQLite, whose writers are serialised):
+the order the chain follows.
 An action is audited when an admin asks for it (actor `admin:<id>`), or when a
 service acts on an admin's behalf and says so.
 """
@@ -9,16 +13,32 @@ service acts on an admin's behalf and says so.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, Engine, Index, MetaData, String, Table, and_, insert, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+)
 
 from svckit.actors import Actor
 from svckit.db import UtcDateTime, run_transaction
 from svckit.errors import Violations
 from svckit.logs import request_id_var
 from svckit.pagination import clamp_page_size, take_page
+from svckit.settle import take_transaction_id
 
 MAX_DETAIL = 500
 
@@ -34,8 +54,11 @@ def audit_table(metadata: MetaData) -> Table:
         Column("request_id", String(128), nullable=False),
         Column("detail", String(MAX_DETAIL), nullable=False),
         Column("created_at", UtcDateTime(), nullable=False),
+        # The chain's order (svckit.audit_chain). PostgreSQL: BIGSERIAL, from audit_records_ordinal_seq.
+        Column("ordinal", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
         Index("ix_audit_records_created_at_id", "created_at", "id"),
         Index("ix_audit_records_actor_created_at", "actor", "created_at"),
+        Index("ix_audit_records_ordinal", "ordinal", unique=True),
     )
 
 
@@ -104,7 +127,13 @@ class AuditLog:
             detail=detail[:MAX_DETAIL],
             created_at=datetime.now(UTC),
         )
-        conn.execute(insert(self.table).values(**entry.__dict__))
+        values: dict[str, object] = dict(entry.__dict__)
+        if conn.dialect.name == "postgresql":
+            # The ordinal's default draws from a sequence the sealer settles: have a transaction id first.
+            take_transaction_id(conn)
+        else:
+            values["ordinal"] = select(func.coalesce(func.max(self.table.c.ordinal), 0) + 1).scalar_subquery()
+        conn.execute(insert(self.table).values(**values))
         return entry
 
     def list(
@@ -112,7 +141,7 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Newest first; `before` is the (time, id) of the last record of the previous page."""
         t = self.table.c
-        statement = select(self.table)
+        statement = select(*(self.table.c[field.name] for field in fields(AuditRecord)))
         if where.actor:
             statement = statement.where(t.actor == where.actor)
         if where.action:

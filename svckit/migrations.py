@@ -7,6 +7,8 @@ schema is behind; `run_env` is the body of each service's `env.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,83 @@ def add_stripe_event_redrives_v2(op: Any) -> None:
     with op.batch_alter_table("stripe_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("redrives", sa.Integer(), server_default="0", nullable=False))
         batch_op.create_index("ix_stripe_events_received_at_event_id", ["received_at", "event_id"], unique=False)
+
+
+_SEALS_POSTGRES_FUNCTION = """
+CREATE OR REPLACE FUNCTION seals_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'seals are immutable: % on % refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+"""
+
+
+def create_chain_state_v1(op: Any, chains: Sequence[str]) -> None:
+    """The watermarks of the hash chains (svckit.chain), one row per chain, nothing sealed yet. Frozen."""
+    state = op.create_table(
+        "chain_state",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("head_hash", sa.String(length=64), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_chain_state"),
+    )
+    now = datetime.now(UTC)
+    op.bulk_insert(
+        state,
+        [{"name": name, "position": 0, "last_seq": 0, "head_hash": "0" * 64, "updated_at": now} for name in chains],
+    )
+
+
+def create_seal_table_v1(op: Any, name: str, row_column: str, row_length: int, references: tuple[str, str]) -> None:
+    """An insert-only seal table of a hash chain (svckit.chain.seal_table): UPDATE and DELETE refused. Frozen."""
+    table, column = references
+    op.create_table(
+        name,
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column(row_column, sa.String(length=row_length), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("sealed_at", UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint([row_column], [f"{table}.{column}"], name=f"fk_{name}_{row_column}_{table}"),
+        sa.PrimaryKeyConstraint("seq", name=f"pk_{name}"),
+        sa.UniqueConstraint(row_column, name=f"uq_{name}_{row_column}"),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_SEALS_POSTGRES_FUNCTION)
+        op.execute(
+            f"CREATE TRIGGER {name}_immutable BEFORE UPDATE OR DELETE ON {name}"
+            " FOR EACH ROW EXECUTE FUNCTION seals_refuse_change();"
+            f" CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION seals_refuse_change();"
+        )
+    else:
+        for operation in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {name}_no_{operation.lower()} BEFORE {operation} ON {name}"
+                f" BEGIN SELECT RAISE(ABORT, 'seals are immutable: {operation} on {name} refused'); END"
+            )
+
+
+def add_audit_chain_v1(op: Any) -> None:
+    """The audit log's chain order (`audit_records.ordinal`) and its seals (svckit.audit_chain). Frozen.
+
+    Existing records get ordinals in the table's order. Call after `create_chain_state_v1`
+    with an "audit" row.
+    """
+    if op.get_bind().dialect.name == "postgresql":
+        # Rewrites the table under an exclusive lock: no row trigger fires, no writer runs meanwhile.
+        op.execute("ALTER TABLE audit_records ADD COLUMN ordinal BIGSERIAL NOT NULL")
+    else:
+        op.add_column("audit_records", sa.Column("ordinal", sa.Integer(), nullable=True))
+        op.execute("DROP TRIGGER audit_records_no_update")
+        op.execute("UPDATE audit_records SET ordinal = rowid")
+        # Recreating the table (to make the column NOT NULL) drops its triggers: both are made again.
+        op.execute("DROP TRIGGER audit_records_no_delete")
+        with op.batch_alter_table("audit_records", recreate="always") as batch_op:
+            batch_op.alter_column("ordinal", existing_type=sa.Integer(), nullable=False)
+        for statement in _AUDIT_SQLITE:
+            op.execute(statement)
+    op.create_index("ix_audit_records_ordinal", "audit_records", ["ordinal"], unique=True)
+    create_seal_table_v1(op, "audit_seals", "record_id", 36, ("audit_records", "id"))

@@ -36,6 +36,8 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: {name: SecretStr(token) for name, token in devdefaults.SERVICE_TOKENS.items()}
     )
     idempotency_retention_hours: int = Field(default=48, ge=24)
+    # How often each replica seals new rows into the hash chains (svckit.chain); replicas take turns.
+    seal_seconds: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # Log one line per call (method, status, duration); off for benchmarks.

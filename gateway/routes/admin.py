@@ -74,12 +74,18 @@ def operations(backends: Backends, verifier: TokenVerifier, max_body_bytes: int)
             method="GET",
             path="/api/admin/credits/ledger-check",
             operation_id="checkCreditLedger",
-            summary="Prove the credit ledger balances (admin)",
+            summary="Prove the credit ledger balances and its hash chains hold (admin)",
             description="Every wallet's balance equals the sum of its entries, every transfer sums to zero, "
-            "and all balances sum to zero.",
+            "and all balances sum to zero. The hash chains over transfers (with their entries) and over the audit "
+            "log are recomputed from the rows as they are now: `transfer_chain` and `audit_chain` name the first "
+            "broken link (a row changed or missing, a seal missing), and count the rows not sealed yet.",
             tags=("admin",),
             handler=check_ledger,
-            replies=(Reply(200, "The ledger check; `balanced` is false when any rule fails.", LedgerCheck),),
+            replies=(
+                Reply(
+                    200, "The ledger check; `balanced` is false when any rule fails or a chain is broken.", LedgerCheck
+                ),
+            ),
             problems=(401, 403, 500, 503, 504),
         ),
     ]

@@ -113,3 +113,94 @@ class StripeEventRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StripeEventRecord: _TypeAlias = StripeEventRecord  # noqa: Y015
+
+@_typing.final
+class ChainCheck(_message.Message):
+    """The verification of one hash chain (ledger transfers, an audit log): each
+    row sealed in order with SHA-256 over its immutable fields and the hash
+    before it, recomputed from the rows as they are now.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAIN_FIELD_NUMBER: _builtins.int
+    INTACT_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    UNSEALED_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    FIRST_BREAK_FIELD_NUMBER: _builtins.int
+    chain: _builtins.str
+    """"transfers" or "audit"."""
+    intact: _builtins.bool
+    """True when every sealed link verifies (rows not sealed yet do not count)."""
+    sealed: _builtins.int
+    """Links that verified, from the first."""
+    unsealed: _builtins.int
+    """Rows above the sealer's watermark, not sealed yet: not a break."""
+    head_hash: _builtins.str
+    """The hash of the last link that verified (64 zeros for none): anchor it
+    elsewhere to detect a rewrite of the whole chain.
+    """
+    @_builtins.property
+    def first_break(self) -> Global___ChainBreak:
+        """The first broken link; unset when intact."""
+
+    def __init__(
+        self,
+        *,
+        chain: _builtins.str = ...,
+        intact: _builtins.bool = ...,
+        sealed: _builtins.int = ...,
+        unsealed: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        first_break: Global___ChainBreak | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_break", b"first_break"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "first_break", b"first_break", "head_hash", b"head_hash", "intact", b"intact", "sealed", b"sealed", "unsealed", b"unsealed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainCheck: _TypeAlias = ChainCheck  # noqa: Y015
+
+@_typing.final
+class ChainBreak(_message.Message):
+    """The first link of a chain that no longer holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    ROW_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COMPUTED_HASH_FIELD_NUMBER: _builtins.int
+    SEALED_HASH_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The link's position in the chain, from 1."""
+    row_id: _builtins.str
+    """The row it seals: a transfer id or an audit record id ("" when unknown)."""
+    reason: _builtins.str
+    """"row_changed" (the row's contents no longer give the sealed hash),
+    "row_missing" (the sealed row is gone), "seal_missing" (a row below the
+    watermark has no seal, or a seal was removed), "link_broken" (the seal's
+    previous hash is not the hash of the link before it).
+    """
+    computed_hash: _builtins.str
+    """The hash of the row as it is now ("" when there is no row)."""
+    sealed_hash: _builtins.str
+    """The hash the seal recorded ("" when there is no seal)."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        row_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        computed_hash: _builtins.str = ...,
+        sealed_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["computed_hash", b"computed_hash", "reason", b"reason", "row_id", b"row_id", "sealed_hash", b"sealed_hash", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainBreak: _TypeAlias = ChainBreak  # noqa: Y015

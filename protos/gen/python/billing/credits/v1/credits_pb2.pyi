@@ -849,6 +849,8 @@ class CheckLedgerResponse(_message.Message):
     UNBALANCED_TRANSFER_IDS_FIELD_NUMBER: _builtins.int
     NEGATIVE_ACCOUNTS_FIELD_NUMBER: _builtins.int
     LOT_PROBLEMS_FIELD_NUMBER: _builtins.int
+    TRANSFER_CHAIN_FIELD_NUMBER: _builtins.int
+    AUDIT_CHAIN_FIELD_NUMBER: _builtins.int
     balanced: _builtins.bool
     """True when every rule below holds."""
     accounts_checked: _builtins.int
@@ -872,6 +874,14 @@ class CheckLedgerResponse(_message.Message):
         its movements, held credits that are not the open holds'.
         """
 
+    @_builtins.property
+    def transfer_chain(self) -> _admin_pb2.ChainCheck:
+        """The hash chain over transfers (and their entries); balanced is false when broken."""
+
+    @_builtins.property
+    def audit_chain(self) -> _admin_pb2.ChainCheck:
+        """The hash chain over this service's audit records; balanced is false when broken."""
+
     def __init__(
         self,
         *,
@@ -883,10 +893,12 @@ class CheckLedgerResponse(_message.Message):
         unbalanced_transfer_ids: _abc.Iterable[_builtins.str] | None = ...,
         negative_accounts: _abc.Iterable[_builtins.str] | None = ...,
         lot_problems: _abc.Iterable[_builtins.str] | None = ...,
+        transfer_chain: _admin_pb2.ChainCheck | None = ...,
+        audit_chain: _admin_pb2.ChainCheck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit_chain", b"audit_chain", "transfer_chain", b"transfer_chain"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "balanced", b"balanced", "lot_problems", b"lot_problems", "mismatches", b"mismatches", "negative_accounts", b"negative_accounts", "total_balance", b"total_balance", "transfers_checked", b"transfers_checked", "unbalanced_transfer_ids", b"unbalanced_transfer_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "audit_chain", b"audit_chain", "balanced", b"balanced", "lot_problems", b"lot_problems", "mismatches", b"mismatches", "negative_accounts", b"negative_accounts", "total_balance", b"total_balance", "transfer_chain", b"transfer_chain", "transfers_checked", b"transfers_checked", "unbalanced_transfer_ids", b"unbalanced_transfer_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

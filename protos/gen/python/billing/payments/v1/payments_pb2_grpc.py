@@ -112,6 +112,11 @@ class PaymentsServiceStub:
                 request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
                 _registered_method=True)
+        self.CheckAuditChain = channel.unary_unary(
+                '/billing.payments.v1.PaymentsService/CheckAuditChain',
+                request_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainRequest.SerializeToString,
+                response_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentsServiceServicer:
@@ -238,6 +243,14 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAuditChain(self, request, context):
+        """Verifies the hash chain over this service's audit records (admins and
+        services): the first broken link, and how many records are not sealed yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -310,6 +323,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.Reconcile,
                     request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.FromString,
                     response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'CheckAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAuditChain,
+                    request_deserializer=billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainRequest.FromString,
+                    response_serializer=billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -698,6 +716,33 @@ class PaymentsService:
             '/billing.payments.v1.PaymentsService/Reconcile',
             billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
             billing_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.payments.v1.PaymentsService/CheckAuditChain',
+            billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainRequest.SerializeToString,
+            billing_dot_payments_dot_v1_dot_payments__pb2.CheckAuditChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,10 @@ class PaymentsServiceStub:
     Stripe events received in the range that were rejected. Every difference
     is returned with the ids needed to fix it. Reads only.
     """
+    CheckAuditChain: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CheckAuditChainRequest, _payments_pb2.CheckAuditChainResponse]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
+    """
 
 @_typing.type_check_only
 class PaymentsServiceAsyncStub(PaymentsServiceStub):
@@ -154,6 +158,10 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
     Stripe events received in the range that were rejected. Every difference
     is returned with the ids needed to fix it. Reads only.
+    """
+    CheckAuditChain: _aio.UnaryUnaryMultiCallable[_payments_pb2.CheckAuditChainRequest, _payments_pb2.CheckAuditChainResponse]  # type: ignore[assignment]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
     """
 
 class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -299,6 +307,16 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         skip_stripe, with Stripe's PaymentIntents and Refunds; also lists the
         Stripe events received in the range that were rejected. Every difference
         is returned with the ids needed to fix it. Reads only.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckAuditChain(
+        self,
+        request: _payments_pb2.CheckAuditChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CheckAuditChainResponse, _abc.Awaitable[_payments_pb2.CheckAuditChainResponse]]:
+        """Verifies the hash chain over this service's audit records (admins and
+        services): the first broken link, and how many records are not sealed yet.
         """
 
 def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

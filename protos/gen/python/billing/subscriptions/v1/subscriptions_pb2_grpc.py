@@ -126,6 +126,11 @@ class SubscriptionsServiceStub:
                 request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventRequest.SerializeToString,
                 response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventResponse.FromString,
                 _registered_method=True)
+        self.CheckAuditChain = channel.unary_unary(
+                '/billing.subscriptions.v1.SubscriptionsService/CheckAuditChain',
+                request_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainRequest.SerializeToString,
+                response_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainResponse.FromString,
+                _registered_method=True)
 
 
 class SubscriptionsServiceServicer:
@@ -262,6 +267,14 @@ class SubscriptionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAuditChain(self, request, context):
+        """Verifies the hash chain over this service's audit records (admins and
+        services): the first broken link, and how many records are not sealed yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SubscriptionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -344,6 +357,11 @@ def add_SubscriptionsServiceServicer_to_server(servicer, server):
                     servicer.HandleStripeEvent,
                     request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventRequest.FromString,
                     response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventResponse.SerializeToString,
+            ),
+            'CheckAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAuditChain,
+                    request_deserializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainRequest.FromString,
+                    response_serializer=billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -790,6 +808,33 @@ class SubscriptionsService:
             '/billing.subscriptions.v1.SubscriptionsService/HandleStripeEvent',
             billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventRequest.SerializeToString,
             billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.HandleStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.subscriptions.v1.SubscriptionsService/CheckAuditChain',
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainRequest.SerializeToString,
+            billing_dot_subscriptions_dot_v1_dot_subscriptions__pb2.CheckAuditChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

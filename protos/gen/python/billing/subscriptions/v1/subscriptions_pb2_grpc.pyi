@@ -89,6 +89,10 @@ class SubscriptionsServiceStub:
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
     """
+    CheckAuditChain: _grpc.UnaryUnaryMultiCallable[_subscriptions_pb2.CheckAuditChainRequest, _subscriptions_pb2.CheckAuditChainResponse]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
+    """
 
 @_typing.type_check_only
 class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
@@ -150,6 +154,10 @@ class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.HandleStripeEventRequest, _subscriptions_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Records a verified Stripe event this service owns; idempotency-key is the
     event id.
+    """
+    CheckAuditChain: _aio.UnaryUnaryMultiCallable[_subscriptions_pb2.CheckAuditChainRequest, _subscriptions_pb2.CheckAuditChainResponse]  # type: ignore[assignment]
+    """Verifies the hash chain over this service's audit records (admins and
+    services): the first broken link, and how many records are not sealed yet.
     """
 
 class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -305,6 +313,16 @@ class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_subscriptions_pb2.HandleStripeEventResponse, _abc.Awaitable[_subscriptions_pb2.HandleStripeEventResponse]]:
         """Records a verified Stripe event this service owns; idempotency-key is the
         event id.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckAuditChain(
+        self,
+        request: _subscriptions_pb2.CheckAuditChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_subscriptions_pb2.CheckAuditChainResponse, _abc.Awaitable[_subscriptions_pb2.CheckAuditChainResponse]]:
+        """Verifies the hash chain over this service's audit records (admins and
+        services): the first broken link, and how many records are not sealed yet.
         """
 
 def add_SubscriptionsServiceServicer_to_server(servicer: SubscriptionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
