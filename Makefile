@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # The browser tests (tests/browser) drive Debian's Chromium: Playwright cannot download its own here.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install lint typecheck protos protos-check migrate bench bench-dashboard bench-webhooks bench-stack breaking clean
+.PHONY: run test install lint typecheck protos protos-check docs docs-check migrate bench bench-dashboard bench-webhooks bench-stack breaking clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ protos-check: $(STAMP)
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(PY) scripts/gen_protos.py --check
+
+# The generated sections of docs/api.md (REST from the OpenAPI document, gRPC from the protos).
+docs: $(STAMP)
+	$(PY) scripts/gen_api_docs.py
+
+docs-check: $(STAMP)
+	$(PY) scripts/gen_api_docs.py --check
 
 migrate: $(STAMP)
 	$(PY) -m credits_svc migrate

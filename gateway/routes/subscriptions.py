@@ -9,8 +9,10 @@ otherwise, before any call); admins may list anyone's. Calls naming a
 subscription pass the caller as the actor: the Subscriptions service answers
 NOT_FOUND for another user's subscription, so its existence does not show.
 Every mutating call requires an `Idempotency-Key`; a replay answers
-`Idempotent-Replayed: true`. The customer portal may send the customer back
-only to an allowed origin (`GATEWAY_ALLOWED_REDIRECT_ORIGINS`).
+`Idempotent-Replayed: true`. The customer portal requires the key too, but
+`CreatePortalSession` does not store its answer: a retry makes a new session.
+The portal may send the customer back only to an allowed origin
+(`GATEWAY_ALLOWED_REDIRECT_ORIGINS`).
 """
 
 from __future__ import annotations
@@ -366,14 +368,17 @@ def operations(
             operation_id="createCustomerPortalSession",
             summary="Open Stripe's customer portal for the caller",
             description=(
-                "Creates (once per Idempotency-Key) a Stripe Customer Portal session, where the caller manages "
-                "payment methods, invoices and subscriptions; send them to `url`."
+                "Creates a Stripe Customer Portal session, where the caller manages payment methods, invoices "
+                "and subscriptions; send them to `url`. The Idempotency-Key is required but not replayed: a "
+                "retry creates a new session (a portal session is short-lived and changes nothing by itself)."
             ),
             tags=("subscriptions",),
             handler=customer_portal,
             body=PortalSessionRequest,
             idempotency_key=True,
-            replies=(Reply(200, "Created (or replayed).", PortalSession, headers=(REPLAYED_HEADER,)),),
+            replies=(
+                Reply(200, "Created (never a replay: see the description).", PortalSession, headers=(REPLAYED_HEADER,)),
+            ),
             problems=CHANGE_PROBLEMS,
         ),
     ]
