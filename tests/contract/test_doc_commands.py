@@ -57,7 +57,10 @@ DEMO_CREDITS = 500
 RUNNABLE: list[tuple[str, str]] = [
     (r"make (protos-check|docs-check|lint|migrate)", "quick checks of the committed files"),
     (r"\.venv/bin/python -m (credits_svc|payments_svc|subscriptions_svc|gateway|stripe_sandbox) --help", "help"),
-    (r"\.venv/bin/python -m (credits_svc|payments_svc|subscriptions_svc) (migrate|check-ledger|rollup|expire|seal)", "temp db"),
+    (
+        r"\.venv/bin/python -m (credits_svc|payments_svc|subscriptions_svc) (migrate|check-ledger|rollup|expire|seal)",
+        "temp db",
+    ),
     (r"export (CREDITS|PAYMENTS|SUBSCRIPTIONS)_DATABASE_URL=sqlite:///var/\S+", "pointed at a temporary directory"),
     (r"mkdir -p var(/[\w.-]+)*", "under var/, ignored by git"),
     (r"openssl req -x509 .*-keyout var/\S+ -out var/\S+", "a throwaway certificate under var/"),
