@@ -4,8 +4,9 @@ The baseline runs on the Credits database itself, on the service's own tables
 (same indexes, constraints and triggers), on wallets of its own: per transaction
 the guarded balance change (`UPDATE accounts SET balance = balance - d WHERE
 code = w AND balance - d >= 0 RETURNING balance`, or the upsert a grant is), the
-transfer row, and its two ledger entries; prepared statements, one round trip
-each. What the service does on top: the gRPC call, the idempotency record
+transfer row, its two ledger entries, and the credit lot (a grant opens one; a
+spend takes from the first in consumption order and records the movement);
+prepared statements, one round trip each. What the service does on top: the gRPC call, the idempotency record
 (claimed before, its response stored after), Python.
 """
 
@@ -40,6 +41,19 @@ _ENTRIES = (
     " (:transfer_id::text, {credited}, 1, {credited_after}::bigint, now());\n"
 )
 WALLET = "('user:' || :prefix::text || :n::text)"
+_OPEN_LOT = (
+    "INSERT INTO credit_lots (id, user_id, category, priority, amount, remaining, expires_at, value_minor,"
+    " currency, expired_amount, expired_at, created_at)"
+    " VALUES (:transfer_id::text, :prefix::text || :n::text, 'paid', 50, 1, 1, NULL, 0, NULL, 0, NULL, now());\n"
+)
+_TAKE_FROM_LOT = (
+    "UPDATE credit_lots SET remaining = remaining - 1 WHERE id = (SELECT id FROM credit_lots"
+    " WHERE user_id = :prefix::text || :n::text AND remaining > 0"
+    " ORDER BY priority, expires_at, created_at, id LIMIT 1 FOR UPDATE)"
+    " RETURNING id AS lot_id \\gset\n"
+    "INSERT INTO lot_movements (transfer_id, lot_id, amount, position)"
+    " VALUES (:transfer_id::text, :lot_id::text, -1, 0);\n"
+)
 SCRIPTS = {
     "Grant": "\\set n random(0, :wallets - 1)\nBEGIN;\n"
     "INSERT INTO accounts (code, kind, balance, created_at, updated_at) VALUES (" + WALLET + ", 'wallet', 1, now(),"
@@ -47,12 +61,14 @@ SCRIPTS = {
     " updated_at = excluded.updated_at RETURNING balance \\gset\n"
     + _TRANSFER.format(kind="grant", source_account=":sys_purchase::text", target_account=WALLET, source="'purchase'")
     + _ENTRIES.format(debited=":sys_purchase::text", debited_after="NULL", credited=WALLET, credited_after=":balance")
+    + _OPEN_LOT
     + "END;\n",
     "Spend": "\\set n random(0, :wallets - 1)\nBEGIN;\n"
     "UPDATE accounts SET balance = balance - 1, updated_at = now() WHERE code = " + WALLET + " AND balance - 1 >= 0"
     " RETURNING balance \\gset\n"
     + _TRANSFER.format(kind="spend", source_account=WALLET, target_account=":sys_spend::text", source="NULL")
     + _ENTRIES.format(debited=WALLET, debited_after=":balance", credited=":sys_spend::text", credited_after="NULL")
+    + _TAKE_FROM_LOT
     + "END;\n",
 }
 

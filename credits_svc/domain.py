@@ -152,6 +152,18 @@ def _check_text(v: Violations, field: str, text: str) -> None:
         v.add(field, f"at most {MAX_DESCRIPTION} characters")
 
 
+def check_movement(v: Violations, user_id: str, amount: int, reference: str, description: str) -> None:
+    """The rules every movement out of a wallet shares (Spend, Hold)."""
+    _check_user_id(v, user_id)
+    _check_amount(v, amount)
+    _check_reference(v, reference)
+    _check_text(v, "description", description)
+
+
+def check_amount(v: Violations, amount: int) -> None:
+    _check_amount(v, amount)
+
+
 def check_user_id(user_id: str) -> None:
     v = Violations()
     _check_user_id(v, user_id)
@@ -216,10 +228,7 @@ class SpendCredits:
 
     def validate(self) -> None:
         v = Violations()
-        _check_user_id(v, self.user_id)
-        _check_amount(v, self.amount)
-        _check_reference(v, self.reference)
-        _check_text(v, "description", self.description)
+        check_movement(v, self.user_id, self.amount, self.reference, self.description)
         v.raise_if_any()
 
 

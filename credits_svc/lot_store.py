@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Numeric, cast, func, insert, select, update
+from sqlalchemy import Connection, Numeric, cast, func, insert, or_, select, update
 
 from credits_svc import domain
 from credits_svc import lots as rules
@@ -107,11 +107,36 @@ class LotRepository:
             },
         )
 
-    def lock_open_lots(self, user_id: str) -> list[rules.Lot]:
-        """The wallet's lots that still hold credits, locked (the wallet's row must be locked already)."""
+    def lock_expired_lots(self, user_id: str, now: datetime, limit: int) -> list[rules.Lot]:
+        """Up to `limit` of the wallet's lots past their expiry that still hold credits, locked
+        (the wallet's row must be locked already; index ix_credit_lots_expiring)."""
         c = credit_lots.c
-        stmt = select(credit_lots).where(c.user_id == user_id, c.remaining > 0).order_by(c.id).with_for_update()
+        stmt = (
+            select(credit_lots)
+            .where(c.user_id == user_id, c.remaining > 0, c.expires_at.is_not(None), c.expires_at <= now)
+            .order_by(c.expires_at, c.id)
+            .limit(limit)
+            .with_for_update()
+        )
         return [_lot(row) for row in self.conn.execute(stmt)]
+
+    def lock_spendable_lots(self, user_id: str, now: datetime, limit: int | None) -> list[rules.Lot]:
+        """The wallet's first `limit` spendable lots in consumption order (credits_svc.lots.consumption_key:
+        priority, soonest expiry, never-expiring last, oldest), locked; read in the order of the index
+        ix_credit_lots_open, so a wallet with many lots costs no more."""
+        c = credit_lots.c
+        stmt = (
+            select(credit_lots)
+            .where(c.user_id == user_id, c.remaining > 0, or_(c.expires_at.is_(None), c.expires_at > now))
+            .order_by(c.priority, c.expires_at.asc().nulls_last(), c.created_at, c.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        return [_lot(row) for row in self.conn.execute(stmt)]
+
+    def lock_lot(self, lot_id: str) -> rules.Lot | None:
+        row = self.conn.execute(select(credit_lots).where(credit_lots.c.id == lot_id).with_for_update()).first()
+        return None if row is None else _lot(row)
 
     def get_lot(self, lot_id: str) -> rules.Lot | None:
         row = self.conn.execute(select(credit_lots).where(credit_lots.c.id == lot_id)).first()

@@ -26,15 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from credits_svc.domain import (
-    Draw,
-    GrantSource,
-    LotTerms,
-    _check_amount,
-    _check_reference,
-    _check_text,
-    _check_user_id,
-)
+from credits_svc.domain import Draw, GrantSource, LotTerms, check_amount, check_movement
 from svckit.errors import FailedPrecondition, NotFound, Reason, Violations
 
 # The longest a hold may stay open before the expiry job releases it.
@@ -156,10 +148,7 @@ class PlaceHold:
 
     def validate(self) -> None:
         v = Violations()
-        _check_user_id(v, self.user_id)
-        _check_amount(v, self.amount)
-        _check_reference(v, self.reference)
-        _check_text(v, "description", self.description)
+        check_movement(v, self.user_id, self.amount, self.reference, self.description)
         if not 1 <= self.timeout.total_seconds() <= MAX_HOLD_SECONDS:
             v.add("timeout_seconds", f"must be between 1 and {MAX_HOLD_SECONDS:,}")
         v.raise_if_any()
@@ -174,7 +163,7 @@ class CaptureHold:
         v = Violations()
         check_hold_id(v, self.hold_id)
         if self.amount is not None:
-            _check_amount(v, self.amount)
+            check_amount(v, self.amount)
         v.raise_if_any()
 
 
@@ -199,11 +188,6 @@ def consumption_key(lot: Lot) -> tuple[int, bool, datetime, datetime, str]:
 def spendable(lots: Iterable[Lot], now: datetime) -> list[Lot]:
     """The lots credits may be taken from now, in consumption order."""
     return sorted((lot for lot in lots if lot.remaining > 0 and not lot.is_expired(now)), key=consumption_key)
-
-
-def expired_remainders(lots: Iterable[Lot], now: datetime) -> list[Lot]:
-    """Lots past their expiry that still hold credits: each remainder must move to the expiry account."""
-    return sorted((lot for lot in lots if lot.remaining > 0 and lot.is_expired(now)), key=lambda lot: lot.id)
 
 
 def allocate(lots: Sequence[Lot], amount: int, now: datetime) -> list[Draw] | None:

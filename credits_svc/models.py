@@ -142,7 +142,25 @@ class CreditLot(Base):
         CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
         CheckConstraint("expired_amount >= 0 AND expired_amount <= amount", name="expired_within_amount"),
         CheckConstraint("value_minor >= 0", name="value_not_negative"),
-        Index(None, "user_id"),
+        # A wallet's lots that still hold credits, in consumption order: what every spend and hold reads.
+        Index(
+            "ix_credit_lots_open",
+            "user_id",
+            "priority",
+            "expires_at",
+            "created_at",
+            "id",
+            postgresql_where="remaining > 0",
+            sqlite_where="remaining > 0",
+        ),
+        # A wallet's lots that expire: what each sweep and each balance reads.
+        Index(
+            "ix_credit_lots_expiring",
+            "user_id",
+            "expires_at",
+            postgresql_where="remaining > 0 AND expires_at IS NOT NULL",
+            sqlite_where="remaining > 0 AND expires_at IS NOT NULL",
+        ),
         # The expiry job's queue: lots past their expiry that still hold credits.
         Index("ix_credit_lots_due", "expires_at", postgresql_where="remaining > 0", sqlite_where="remaining > 0"),
         Index(None, "expired_at"),

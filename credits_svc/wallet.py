@@ -19,9 +19,16 @@ from credits_svc.lot_store import LotRepository
 from credits_svc.repository import LedgerRepository
 from svckit.errors import Aborted
 
+# Lots read per spend: enough for nearly every spend; a spend that needs more reads them all.
+DRAW_BATCH = 32
+
 
 class Wallet:
-    """Lock a user's wallet and lots for the rest of the transaction."""
+    """A user's wallet for the rest of the transaction: its row is locked before any lot is read.
+
+    Only the lots a movement needs are read: those past their expiry (to sweep) and the
+    first ones in consumption order, so a wallet with many lots costs no more to spend from.
+    """
 
     def __init__(
         self,
@@ -37,8 +44,14 @@ class Wallet:
         self.now = now
         self.new_id = new_id
         self.actor = actor
-        self.balance = self.ledger.lock_wallet_balance(user_id)
-        self.open_lots = self.lots.lock_open_lots(user_id)
+        self.balance = 0
+        self._locked = False
+
+    def lock(self) -> None:
+        """Lock the wallet's row (once): every change to its lots happens under this lock."""
+        if not self._locked:
+            self.balance = self.ledger.lock_wallet_balance(self.user_id)
+            self._locked = True
 
     @property
     def account(self) -> str:
@@ -78,8 +91,17 @@ class Wallet:
 
     def sweep_expired(self) -> list[domain.Transfer]:
         """Move every expired lot's remainder to the expiry account, one expiry transfer per lot."""
+        self.lock()
         swept = []
-        for lot in rules.expired_remainders(self.open_lots, self.now):
+        while True:
+            due = self.lots.lock_expired_lots(self.user_id, self.now, DRAW_BATCH)
+            swept.extend(self._expire(due))
+            if len(due) < DRAW_BATCH:
+                return swept
+
+    def _expire(self, due: list[rules.Lot]) -> list[domain.Transfer]:
+        swept = []
+        for lot in due:
             assert lot.expires_at is not None  # expired
             transfer = self._transfer(
                 domain.TransferKind.EXPIRY,
@@ -96,13 +118,15 @@ class Wallet:
             self.lots.move(transfer.id, [domain.Draw(lot.id, lot.remaining)], -1)
             self.lots.mark_expired(lot.id, lot.remaining, self.now)
             swept.append(transfer)
-        if swept:
-            self.open_lots = [lot for lot in self.open_lots if not lot.is_expired(self.now)]
         return swept
 
     def draw(self, amount: int) -> list[domain.Draw]:
-        """Which lots `amount` credits come from; InsufficientCredits when the spendable lots hold too few."""
-        draws = rules.allocate(self.open_lots, amount, self.now)
+        """Which lots `amount` credits come from (sweep first); InsufficientCredits when they hold too few."""
+        self.lock()
+        first = self.lots.lock_spendable_lots(self.user_id, self.now, DRAW_BATCH)
+        draws = rules.allocate(first, amount, self.now)
+        if draws is None and len(first) == DRAW_BATCH:
+            draws = rules.allocate(self.lots.lock_spendable_lots(self.user_id, self.now, None), amount, self.now)
         if draws is None:
             raise domain.InsufficientCredits(self.user_id, amount)
         return draws
@@ -132,9 +156,10 @@ class Wallet:
         of the wallet's lots in consumption order.
         """
         self.sweep_expired()
-        lot = next((lot for lot in self.open_lots if lot.id == original.id), None)
-        own_lot = lot is not None or self.lots.get_lot(original.id) is not None
-        available = (lot.remaining if lot else 0) if own_lot else sum(x.remaining for x in self.open_lots)
+        lot = self.lots.lock_lot(original.id)
+        own_lot = lot is not None
+        # Swept above: an expired lot of its own holds nothing; without one, the whole wallet is spendable.
+        available = lot.remaining if lot is not None else self.balance
         plan = domain.plan_reversal(original, requested, available, policy)
         if plan.amount == 0:
             return domain.ReversalResult(None, self.balance, plan.shortfall, original.remaining)
@@ -242,9 +267,9 @@ class Wallet:
 
     def give_back(self, transfer: domain.Transfer, draws: Sequence[domain.Draw]) -> None:
         """Record a transfer into the wallet that returns `draws` to their lots; expired ones then expire."""
+        self.lock()
         self._record(transfer, self._credit(transfer.amount))
         self.lots.move(transfer.id, draws, +1)
-        self.open_lots = self.lots.lock_open_lots(self.user_id)
         self.sweep_expired()
 
     def return_spend(

@@ -28,6 +28,7 @@ from credits_svc.hold_service import HoldResult, HoldService
 from credits_svc.lot_store import LotRepository
 from credits_svc.models import credit_lots, idempotency_records, transfers
 from credits_svc.service import CreditsService, new_transfer_id
+from credits_svc.wallet import DRAW_BATCH
 from svckit.actors import Actor, ActorKind
 from svckit.db import run_transaction
 from svckit.idempotency import IdempotencyStore, IdempotentCall
@@ -390,3 +391,45 @@ def test_liability_counts_outstanding_value_breakage_and_deferred_revenue(
         (lots.LotCategory.SUBSCRIPTION, 40, {"usd": 400})
     ]
     assert after.breakage[0].month == clock.now.strftime("%Y-%m")
+
+
+def test_a_spend_and_a_sweep_reach_past_the_first_batch_of_lots(
+    ledger: tuple[Engine, CreditsService, HoldService, Clock],
+) -> None:
+    """More lots than a spend reads at first (DRAW_BATCH): 40 expiring lots, then 40 that do not expire."""
+    engine, service, _, clock = ledger
+    wallet = user()
+    assert DRAW_BATCH < 40
+    soon = domain.LotTerms(expires_at=clock.now + timedelta(minutes=1))
+    for _ in range(40):
+        cmd = domain.GrantCredits(wallet, 2, domain.GrantSource.PROMOTION, new_key(), terms=soon)
+        service.grant(ADMIN, cmd, call("g"), encode)
+    kept = []
+    for n in range(40):
+        clock.now += timedelta(milliseconds=1)
+        kept.append(keep_id(service, domain.GrantCredits(wallet, 1 + n % 3, domain.GrantSource.PURCHASE, new_key())))
+    clock.now += timedelta(minutes=2)
+    results: list[domain.TransferResult] = []
+
+    def spent(result: domain.TransferResult) -> bytes:
+        results.append(result)
+        return b"-"
+
+    total = sum(1 + n % 3 for n in range(40))
+    service.spend(ADMIN, domain.SpendCredits(wallet, total, new_key()), call("spend"), spent)
+    assert [d.lot_id for d in results[0].transfer.draws] == kept
+    assert results[0].balance == 0
+    expired = run_transaction(engine, lambda conn: LotRepository(conn).list_lots(wallet, with_empty=True))
+    assert sum(lot.expired_amount for lot in expired) == 80
+    assert check_ledger(engine).balanced
+
+
+def keep_id(service: CreditsService, cmd: domain.GrantCredits) -> str:
+    found: list[str] = []
+
+    def keep(result: domain.TransferResult) -> bytes:
+        found.append(result.transfer.id)
+        return b"-"
+
+    service.grant(ADMIN, cmd, call("g"), keep)
+    return found[0]

@@ -115,7 +115,20 @@ def upgrade() -> None:
         sa.CheckConstraint("value_minor >= 0", name=op.f("ck_credit_lots_value_not_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_lots")),
     )
-    op.create_index(op.f("ix_credit_lots_user_id"), "credit_lots", ["user_id"])
+    op.create_index(
+        "ix_credit_lots_open",
+        "credit_lots",
+        ["user_id", "priority", "expires_at", "created_at", "id"],
+        postgresql_where=sa.text("remaining > 0"),
+        sqlite_where=sa.text("remaining > 0"),
+    )
+    op.create_index(
+        "ix_credit_lots_expiring",
+        "credit_lots",
+        ["user_id", "expires_at"],
+        postgresql_where=sa.text("remaining > 0 AND expires_at IS NOT NULL"),
+        sqlite_where=sa.text("remaining > 0 AND expires_at IS NOT NULL"),
+    )
     op.create_index(op.f("ix_credit_lots_expired_at"), "credit_lots", ["expired_at"])
     op.create_index(
         "ix_credit_lots_due",
