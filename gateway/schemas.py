@@ -277,6 +277,10 @@ class LedgerCheck(Body):
     mismatches: list[AccountMismatch]
     unbalanced_transfer_ids: list[str]
     negative_accounts: list[str]
+    lot_problems: list[str] = Field(
+        description="Lots or holds that disagree with the ledger (a wallet that is not the sum of its lots, a lot "
+        "that is not its amount plus its movements, held credits that are not the open holds'); empty when none."
+    )
     transfer_chain: ChainCheck | None = Field(
         description="The hash chain over transfers and their entries; null when the service did not verify it."
     )
@@ -297,6 +301,7 @@ class LedgerCheck(Body):
             ],
             unbalanced_transfer_ids=list(response.unbalanced_transfer_ids),
             negative_accounts=list(response.negative_accounts),
+            lot_problems=list(response.lot_problems),
             transfer_chain=ChainCheck.from_pb(response.transfer_chain) if response.HasField("transfer_chain") else None,
             audit_chain=ChainCheck.from_pb(response.audit_chain) if response.HasField("audit_chain") else None,
         )

@@ -356,6 +356,7 @@ def test_an_admin_checks_the_ledger(client: httpx.Client) -> None:
     assert report["balanced"] is True
     assert report["total_balance"] == 0
     assert report["mismatches"] == []
+    assert report["lot_problems"] == []
     for chain in ("transfer_chain", "audit_chain"):
         assert report[chain]["intact"] is True
         assert report[chain]["first_break"] is None
