@@ -75,8 +75,9 @@ function start() {
   balance.subscribe((state) => {
     if (state.data) {
       replaceChildren(byId("balance"), formatCredits(state.data.balance));
+      const held = state.data.held ? ` ${formatCredits(state.data.held)} more are reserved for work in progress.` : "";
       replaceChildren(byId("balance-updated"),
-        state.data.updated_at ? `Last change ${formatDateTime(state.data.updated_at)}` : "No movements yet.");
+        (state.data.updated_at ? `Last change ${formatDateTime(state.data.updated_at)}.` : "No movements yet.") + held);
     } else if (state.error) {
       replaceChildren(byId("balance"), "—");
     }

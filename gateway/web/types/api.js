@@ -28,7 +28,8 @@
 /**
  * @typedef {object} Balance
  * @property {string} user_id
- * @property {number} balance
+ * @property {number} balance spendable now
+ * @property {number} held reserved by open holds
  * @property {string|null} updated_at
  */
 
