@@ -181,6 +181,12 @@ def victim(security: SecurityStack) -> Victim:
     driver = SubscriptionDriver(security.stack)
     try:
         driver.settle()
+        # Both grants must have landed before the tests watch the ledger: the purchase's (the payment
+        # says so once Credits confirmed it) and the subscription's (the balance is then above 100).
+        wait_for(
+            lambda: security.stack.polled_payment(user_id, payment_id).get("credits_granted"),
+            "the purchase's credits",
+        )
         wait_for(lambda: security.balance(user_id) > 100, "the subscription's credits")
     finally:
         driver.close()

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, text
 
 from svckit.db import make_engine
 from tests.security.conftest import SecurityStack, Victim
+from tests.support.purchase_stack import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -131,7 +132,16 @@ class Observer:
                 found += [row.payload.encode() for row in conn.execute(text("SELECT payload FROM stripe_events"))]
         return found
 
+    def outboxes_idle(self) -> bool:
+        """No message waits in Payments' or Subscriptions' outbox: every grant or reversal owed has landed."""
+        sql = "SELECT count(*) FROM outbox_messages WHERE state = 'pending'"
+        return all(self.scalar(service, sql) == 0 for service in ("payments", "subscriptions"))
+
     def state(self) -> State:
+        """What the stores hold once the deliveries and the outboxes are done (earlier tests' grants
+        included, so that a grant still on its way is never taken for one the junk caused)."""
+        self.security.stack.wait_deliveries_done()
+        wait_for(self.outboxes_idle, "the outboxes to drain")
         return State(
             listed={s: self.listed(s) for s in ("payments", "subscriptions")},
             stored={s: self.stored(s) for s in ("payments", "subscriptions")},
