@@ -26,6 +26,13 @@ STATUS_BY_TYPE: Mapping[str, PaymentStatus | None] = {
     "charge.refunded": None,
 }
 CHECKOUT_COMPLETED = "checkout.session.completed"
+# What the object itself must say for an event that reports money received: Stripe sends the object
+# as it is when the event happens, so a "succeeded" event whose object says otherwise is not believed
+# (it would credit a payment that did not succeed).
+SUCCESS_WITNESS: Mapping[str, tuple[str, str]] = {
+    "payment_intent.succeeded": ("status", "succeeded"),
+    "checkout.session.async_payment_succeeded": ("payment_status", "paid"),
+}
 HANDLED_TYPES = frozenset({CHECKOUT_COMPLETED, *STATUS_BY_TYPE})
 
 
@@ -85,6 +92,9 @@ def facts_from_event(event_type: str, event: Mapping[str, Any]) -> EventFacts | 
     obj = data.get("object") if isinstance(data, Mapping) else None
     if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), str):
         raise MalformedEvent(f"{event_type} without data.object.id")
+    witness = SUCCESS_WITNESS.get(event_type)
+    if witness is not None and obj.get(witness[0]) != witness[1]:
+        raise MalformedEvent(f"{event_type} whose object's {witness[0]} is {obj.get(witness[0])!r}, not {witness[1]!r}")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     assert isinstance(metadata, Mapping)
     payment_id = metadata.get("payment_id") if isinstance(metadata.get("payment_id"), str) else None

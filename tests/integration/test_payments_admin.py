@@ -239,7 +239,13 @@ def test_an_event_ignored_for_an_unknown_payment_is_applied_once_when_re_driven(
     key = uuid.uuid4().hex
     payment_id = domain.payment_id_for("gateway", key)
     # Stripe's events arrive before the payment is recorded (and carry too little to recover it).
-    early = {"id": "pi_early", "object": "payment_intent", "metadata": {"payment_id": payment_id}, "amount": 500}
+    early = {
+        "id": "pi_early",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "metadata": {"payment_id": payment_id},
+        "amount": 500,
+    }
     assert not harness.event("payment_intent.succeeded", early, "evt_early_1")
     assert not harness.event("payment_intent.succeeded", early, "evt_early_2")
     assert harness.inbox() == {"evt_early_1": "ignored", "evt_early_2": "ignored"}

@@ -141,10 +141,11 @@ def session(session_id: str, payment_id: str, paid: bool = True, **metadata: str
     }
 
 
-def intent(intent_id: str, payment_id: str) -> dict[str, Any]:
+def intent(intent_id: str, payment_id: str, status: str = "succeeded") -> dict[str, Any]:
     return {
         "id": intent_id,
         "object": "payment_intent",
+        "status": status,
         "metadata": {"payment_id": payment_id},
         "amount": 500,
         "currency": "usd",
@@ -184,14 +185,16 @@ def test_a_delayed_payment_grants_only_on_success_and_a_late_event_changes_nothi
     assert harness.outbox() == []
     assert harness.service.get_payment(USER, payment_id).status is domain.PaymentStatus.PROCESSING
     harness.event("checkout.session.async_payment_succeeded", session(session_id, payment_id))
-    harness.event("payment_intent.processing", intent(f"pi_for_{session_id}", payment_id))
+    harness.event("payment_intent.processing", intent(f"pi_for_{session_id}", payment_id, "processing"))
     assert [key for key, _ in harness.outbox()] == [f"grant:{payment_id}"]
     assert harness.service.get_payment(USER, payment_id).status is domain.PaymentStatus.SUCCEEDED
 
 
 def test_a_failed_payment_grants_nothing(harness: Harness) -> None:
     payment_id, session_id = harness.buy()
-    harness.event("payment_intent.payment_failed", intent(f"pi_for_{session_id}", payment_id))
+    harness.event(
+        "payment_intent.payment_failed", intent(f"pi_for_{session_id}", payment_id, "requires_payment_method")
+    )
     harness.event("checkout.session.async_payment_failed", session(session_id, payment_id, paid=False))
     assert harness.outbox() == []
     assert harness.service.get_payment(USER, payment_id).status is domain.PaymentStatus.FAILED
@@ -227,7 +230,7 @@ def test_refunds_ask_back_the_refunded_share_once(harness: Harness) -> None:
 
 def test_events_for_others_are_recorded_and_ignored(harness: Harness) -> None:
     assert not harness.event("customer.created", {"id": "cus_1", "object": "customer"})
-    assert not harness.event("payment_intent.succeeded", {"id": "pi_unknown", "metadata": {}})
+    assert not harness.event("payment_intent.succeeded", {"id": "pi_unknown", "status": "succeeded", "metadata": {}})
     subscription_checkout = {"id": "cs_sub", "object": "checkout.session", "mode": "subscription", "metadata": {}}
     assert not harness.event("checkout.session.completed", subscription_checkout)
     assert not harness.event("checkout.session.completed", {"object": "checkout.session"})

@@ -132,6 +132,14 @@ class Observer:
                 found += [row.payload.encode() for row in conn.execute(text("SELECT payload FROM stripe_events"))]
         return found
 
+    def newest_transfers(self, count: int) -> list[tuple[str, str, int]]:
+        """The last transfers written (kind, reference, amount): what moved, when something did."""
+        with self.engines["credits"].connect() as conn:
+            rows = conn.execute(
+                text("SELECT kind, reference, amount FROM transfers ORDER BY created_at DESC LIMIT :n"), {"n": count}
+            ).all()
+        return [(r.kind, r.reference, r.amount) for r in rows]
+
     def outboxes_idle(self) -> bool:
         """No message waits in Payments' or Subscriptions' outbox: every grant or reversal owed has landed."""
         sql = "SELECT count(*) FROM outbox_messages WHERE state = 'pending'"
@@ -371,7 +379,7 @@ def test_signed_events_with_junk_inside_are_answered_and_move_no_credits(
 
     deliver()
     after = observer.state()
-    assert after.credits == before.credits, "signed junk moved credits"
+    assert after.credits == before.credits, f"signed junk moved credits: {observer.newest_transfers(5)}"
     assert after.rows == before.rows, "signed junk created payments, refunds, subscriptions or invoices"
     for service in ("payments", "subscriptions"):
         new = {event_id for event_id, _, _ in after.stored[service]} - {e for e, _, _ in before.stored[service]}
