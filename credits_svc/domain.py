@@ -137,7 +137,7 @@ def _check_user_id(v: Violations, user_id: str) -> None:
         v.add("user_id", "required: 1 to 128 characters, letters, digits and _-.:@")
 
 
-def _check_amount(v: Violations, amount: int, field: str = "amount") -> None:
+def check_amount(v: Violations, amount: int, field: str = "amount") -> None:
     if not 1 <= amount <= MAX_AMOUNT:
         v.add(field, f"must be between 1 and {MAX_AMOUNT:,}")
 
@@ -155,13 +155,9 @@ def _check_text(v: Violations, field: str, text: str) -> None:
 def check_movement(v: Violations, user_id: str, amount: int, reference: str, description: str) -> None:
     """The rules every movement out of a wallet shares (Spend, Hold)."""
     _check_user_id(v, user_id)
-    _check_amount(v, amount)
+    check_amount(v, amount)
     _check_reference(v, reference)
     _check_text(v, "description", description)
-
-
-def check_amount(v: Violations, amount: int) -> None:
-    _check_amount(v, amount)
 
 
 def check_user_id(user_id: str) -> None:
@@ -210,7 +206,7 @@ class GrantCredits:
     def validate(self, now: datetime) -> None:
         v = Violations()
         _check_user_id(v, self.user_id)
-        _check_amount(v, self.amount)
+        check_amount(v, self.amount)
         if self.source is None:
             v.add("source", "required: purchase, subscription, promotion or adjustment")
         _check_reference(v, self.reference)
@@ -245,7 +241,7 @@ class ReverseTransfer:
         if not TRANSFER_ID_PATTERN.match(self.transfer_id):
             v.add("transfer_id", "required: a transfer id (tr_ and 32 hex digits)")
         if self.amount is not None:
-            _check_amount(v, self.amount)
+            check_amount(v, self.amount)
         _check_reference(v, self.reference)
         _check_text(v, "reason", self.reason)
         v.raise_if_any()

@@ -138,10 +138,6 @@ class LotRepository:
         row = self.conn.execute(select(credit_lots).where(credit_lots.c.id == lot_id).with_for_update()).first()
         return None if row is None else _lot(row)
 
-    def get_lot(self, lot_id: str) -> rules.Lot | None:
-        row = self.conn.execute(select(credit_lots).where(credit_lots.c.id == lot_id)).first()
-        return None if row is None else _lot(row)
-
     def list_lots(self, user_id: str, *, with_empty: bool) -> list[rules.Lot]:
         c = credit_lots.c
         stmt = select(credit_lots).where(c.user_id == user_id)
@@ -162,6 +158,9 @@ class LotRepository:
             ).rowcount
             if changed != 1:
                 raise RuntimeError(f"lot {draw.lot_id} cannot move {sign * draw.amount} credits")
+        self._record_movements(transfer_id, draws, sign)
+
+    def _record_movements(self, transfer_id: str, draws: Sequence[domain.Draw], sign: int) -> None:
         self.conn.execute(
             insert(lot_movements),
             [
@@ -170,11 +169,17 @@ class LotRepository:
             ],
         )
 
-    def mark_expired(self, lot_id: str, amount: int, now: datetime) -> None:
+    def expire(self, transfer_id: str, lot: rules.Lot, now: datetime) -> None:
+        """Move the lot's whole remainder out (one statement) and record it as the transfer's movement."""
         c = credit_lots.c
-        self.conn.execute(
-            update(credit_lots).where(c.id == lot_id).values(expired_amount=c.expired_amount + amount, expired_at=now)
-        )
+        changed = self.conn.execute(
+            update(credit_lots)
+            .where(c.id == lot.id, c.remaining == lot.remaining)
+            .values(remaining=0, expired_amount=c.expired_amount + lot.remaining, expired_at=now)
+        ).rowcount
+        if changed != 1:
+            raise RuntimeError(f"lot {lot.id} changed while locked")
+        self._record_movements(transfer_id, [domain.Draw(lot.id, lot.remaining)], -1)
 
     def movements(self, transfer_id: str) -> list[domain.Draw]:
         """The transfer's movements, in drawing order, signed as stored."""

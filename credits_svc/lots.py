@@ -236,8 +236,3 @@ def give_back(draws: Sequence[Draw], already_back: dict[str, int], amount: int) 
     if left:
         raise ValueError(f"the spend's draws leave room for {amount - left} credits, not {amount}")
     return back
-
-
-def value_of(lot: Lot, credits: int) -> int:
-    """The money value of `credits` of the lot, in minor units, rounded down."""
-    return lot.value_minor * credits // lot.amount if lot.amount else 0

@@ -79,15 +79,20 @@ class CreditsService:
     def get_transfer(self, actor: Actor, *, transfer_id: str = "", reference: str = "") -> domain.Transfer:
         if bool(transfer_id) == bool(reference):
             raise InvalidArgument("give exactly one of transfer_id and reference")
-        if transfer_id:
-            found = self._read(lambda repo: repo.get_transfer(transfer_id))
-        else:
-            found = self._read(lambda repo: repo.find_transfer(reference))
+
+        def read(conn: Connection) -> domain.Transfer | None:
+            repo = LedgerRepository(conn)
+            found = repo.get_transfer(transfer_id) if transfer_id else repo.find_transfer(reference)
+            if found is None:
+                return None
+            moved = LotRepository(conn).movements(found.id)
+            return replace(found, draws=tuple(domain.Draw(d.lot_id, -d.amount) for d in moved))
+
+        found = run_transaction(self.engine, read, read_only=True)
         if found is None:
             raise domain.TransferNotFound(transfer_id or f"with reference {reference!r}")
         actor.require_access_to_user(found.user_id)
-        moved = run_transaction(self.engine, lambda conn: LotRepository(conn).movements(found.id), read_only=True)
-        return replace(found, draws=tuple(domain.Draw(d.lot_id, -d.amount) for d in moved))
+        return found
 
     def check_ledger(self, actor: Actor) -> domain.LedgerReport:
         actor.require_privileged("check the ledger")

@@ -115,8 +115,7 @@ class Wallet:
                 f"expired at {lot.expires_at.isoformat()}",
             )
             self._record(transfer, self._debit(lot.remaining))
-            self.lots.move(transfer.id, [domain.Draw(lot.id, lot.remaining)], -1)
-            self.lots.mark_expired(lot.id, lot.remaining, self.now)
+            self.lots.expire(transfer.id, lot, self.now)
             swept.append(transfer)
         return swept
 
